@@ -1,0 +1,1 @@
+"""Private plumbing shared by every opskit module. Imports no primitive."""

@@ -1,0 +1,12 @@
+"""Every module's demo part. Each module issue adds its own here."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from opskit.demo._app import Part
+
+
+def default_parts(registry: CollectorRegistry | None = None) -> list[Part]:
+    parts: list[Part] = []
+    return parts
