@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -131,6 +133,9 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
     def client(self, **kwargs: object) -> redis.Redis:
+        """A client that fails at once when the server is down (no retry backoff),
+        so outage tests see the error in milliseconds, not seconds."""
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis(port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -146,6 +151,7 @@ class ExternalRedis:
         self.port = redis.Redis.from_url(url).connection_pool.connection_kwargs.get("port", 6379)
 
     def client(self, **kwargs: object) -> redis.Redis:
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis.from_url(self.url, **kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:

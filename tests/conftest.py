@@ -24,6 +24,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from _redis import (
     MISSING_REASON,
@@ -85,7 +87,7 @@ def redis_client(redis_up: Any) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 async def aredis_client(redis_up: Any) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_up.url)
+    client = redis.asyncio.Redis.from_url(redis_up.url, retry=AsyncRetry(NoBackoff(), 0))
     await client.flushdb()
     yield client
     await client.aclose()
