@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from opskit.testing import ManualClock
 from opskit.webhooks import (
@@ -147,7 +149,9 @@ def test_redis_replay_on_cluster(cluster_client: Any) -> None:
 
 @pytest.mark.parametrize("policy", ["local", "allow", "deny", "raise"])
 def test_redis_outage_policy(restartable_redis: Any, policy: str) -> None:
-    client = restartable_redis.client(socket_timeout=1, socket_connect_timeout=1)
+    client = restartable_redis.client(
+        socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     client.flushdb()
     store = RedisReplayStore(client, on_error=policy)  # type: ignore[arg-type]
     gh = GitHub(secrets=["s"], replay_store=store, metrics=False)

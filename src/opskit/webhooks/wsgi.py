@@ -92,9 +92,9 @@ class WebhookMiddleware:
 
 
 def _problem(start_response: StartResponse, exc: WebhookError) -> list[bytes]:
+    # No "Connection: close" here: PEP 3333 forbids hop-by-hop headers; the
+    # server decides what to do with the unread rest of the body.
     status, ext, headers = problem_fields(exc)
-    if exc.status == 413:
-        headers.append(("Connection", "close"))
     return problem_response(start_response, status, detail=str(exc), headers=headers, **ext)
 
 
