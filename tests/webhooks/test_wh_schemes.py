@@ -448,3 +448,27 @@ def test_metrics_counted_per_scheme_and_result() -> None:
     assert gh.counts == {"ok": 1, "signature_mismatch": 3}
     text = json.dumps([m.name for m in registry.collect()])
     assert "opskit_webhook_verifications" in text
+
+
+def test_fast_paths_agree_with_the_full_parse() -> None:
+    # A correctly signed but non-ASCII "digit" timestamp is malformed on every path.
+    key = b"whsec_a"
+    for ts_text in ("\u00b2", "\u0661\u0662"):
+        mac = hmac.new(key, ts_text.encode() + b".{}", hashlib.sha256).hexdigest()
+        stripe = Stripe(secrets=["whsec_a"], clock=at(1), metrics=False)
+        with pytest.raises(MalformedHeader):
+            stripe.verify(b"{}", {"Stripe-Signature": f"t={ts_text},v1={mac}"})
+        raw = base64.b64decode(SW_SECRET[6:] + "==")
+        b64 = base64.b64encode(
+            hmac.new(raw, b"m." + ts_text.encode() + b".{}", hashlib.sha256).digest()
+        ).decode()
+        sw = StandardWebhooks(secrets=[SW_SECRET], clock=at(1), metrics=False)
+        with pytest.raises(MalformedHeader):
+            sw.verify(b"{}", {"webhook-id": "m", "webhook-timestamp": ts_text,
+                              "webhook-signature": "v1," + b64})  # fmt: skip
+    # Whitespace the fast path does not take still verifies through the full parse.
+    stripe = Stripe(secrets=["whsec_a"], clock=at(1_700_000_000), metrics=False)
+    header = stripe.sign(b"{}")["Stripe-Signature"].replace(",", " , ") + " "
+    assert stripe.verify(b"{}", {"Stripe-Signature": header})
+    sw = StandardWebhooks(secrets=[SW_SECRET], clock=at(SW_TS), metrics=False)
+    assert sw.verify(SW_BODY, {**sw_headers(), "webhook-signature": f"  {SW_SIG}  "})
