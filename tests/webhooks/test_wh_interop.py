@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
@@ -12,6 +11,7 @@ import stripe
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
+from opskit._core.clock import MONOTONIC
 from opskit.webhooks import SignatureMismatch, StandardWebhooks, Stripe, Twilio
 from webhooks._wh import SW_SECRET
 
@@ -20,7 +20,7 @@ BODY = b'{"id": "evt_123", "type": "payment_intent.succeeded", "data": {"amount"
 
 def now() -> int:
     # Both SDKs read the real wall clock; opskit uses its real clock here too.
-    return int(time.time())
+    return int(MONOTONIC.time())
 
 
 def test_stripe_sdk_accepts_opskit_signatures() -> None:

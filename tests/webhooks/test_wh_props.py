@@ -166,3 +166,22 @@ def test_arbitrary_headers_only_raise_webhook_errors(
         assert isinstance(exc, (MalformedHeader, SignatureMismatch, TimestampOutOfTolerance)) or (
             exc.reason == "missing_header"
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.binary(min_size=1, max_size=200),
+    msg=st.binary(max_size=300),
+    algorithm=st.sampled_from(["sha1", "sha256", "sha384", "sha512"]),
+)
+def test_precomputed_pads_are_exactly_hmac(key: bytes, msg: bytes, algorithm: str) -> None:
+    import hmac
+
+    from opskit.webhooks._schemes import _hmac_pads
+
+    inner, outer = _hmac_pads(key, algorithm)
+    i = inner.copy()
+    i.update(msg)
+    o = outer.copy()
+    o.update(i.digest())
+    assert o.digest() == hmac.new(key, msg, algorithm).digest()

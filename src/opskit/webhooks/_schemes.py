@@ -81,6 +81,27 @@ def _new_mac(key: bytes, algorithm: str) -> Any:
     return hmac.new(key, digestmod=algorithm)
 
 
+_TRANS_36 = bytes(x ^ 0x36 for x in range(256))
+_TRANS_5C = bytes(x ^ 0x5C for x in range(256))
+
+
+def _hmac_pads(key: bytes, algorithm: str) -> tuple[Any, Any]:
+    """HMAC's inner and outer hash states after the padded key (RFC 2104).
+
+    ``outer(inner.copy() + msg)`` is exactly ``hmac.new(key, msg, algorithm)``
+    (a test checks it against :mod:`hmac`); copying two plain hash states is
+    cheaper than copying an HMAC context, which matters on the fast paths.
+    """
+    block = hashlib.new(algorithm).block_size
+    if len(key) > block:
+        key = hashlib.new(algorithm, key).digest()
+    key = key.ljust(block, b"\0")
+    return (
+        hashlib.new(algorithm, key.translate(_TRANS_36)),
+        hashlib.new(algorithm, key.translate(_TRANS_5C)),
+    )
+
+
 _b64encode = binascii.b2a_base64
 
 
@@ -424,11 +445,13 @@ class _KeyedScheme(Scheme):
     """A scheme with one keyed HMAC object per secret, newest first."""
 
     digestmod: ClassVar[str] = "sha256"
-    __slots__ = ("_macs",)
+    __slots__ = ("_macs", "_pad0")
 
     def __init__(self, secrets: Iterable[str | bytes], **kwargs: Any) -> None:
         keys = [self._key(s) for s in _secret_list(secrets)]
         self._macs = [_new_mac(k, self.digestmod) for k in keys]
+        # The single-secret fast paths use precomputed HMAC pads.
+        self._pad0 = _hmac_pads(keys[0], self.digestmod) if len(keys) == 1 else None
         super().__init__(**kwargs)
 
     def _key(self, secret: str | bytes) -> bytes:
@@ -473,7 +496,8 @@ class StandardWebhooks(_KeyedScheme):
         name = self.name
         # Fast path: a plain dict with the spec's lower-case names, one secret, one
         # "v1," entry. It only ever accepts; anything else falls through.
-        if type(headers) is dict and len(self._macs) == 1:
+        pad = self._pad0
+        if type(headers) is dict and pad is not None:
             sig = headers.get("webhook-signature")
             msg_id = headers.get("webhook-id")
             ts_raw = headers.get("webhook-timestamp")
@@ -490,11 +514,13 @@ class StandardWebhooks(_KeyedScheme):
                 and ts_raw.isascii()
                 and " " not in sig
             ):
-                h = self._macs[0].copy()
+                h = pad[0].copy()
                 h.update(msg_id.encode("utf-8", "surrogatepass") + b"." + ts_raw.encode() + b".")
                 h.update(body)
+                o = pad[1].copy()
+                o.update(h.digest())
                 if hmac.compare_digest(
-                    _b64encode(h.digest(), newline=False), sig[3:].encode("utf-8", "surrogatepass")
+                    _b64encode(o.digest(), newline=False), sig[3:].encode("utf-8", "surrogatepass")
                 ):
                     ts = int(ts_raw)
                     tol = self.tolerance
@@ -588,10 +614,10 @@ class Stripe(_KeyedScheme):
     def _check(self, body: bytes, headers: Any, url: str | None, now: float) -> VerifiedWebhook:
         name = self.name
         value = headers.get("Stripe-Signature") if type(headers) is dict else None
-        macs = self._macs
+        pad = self._pad0
         # Fast path: one secret and exactly "t=<digits>,v1=<hex>". It only ever
         # accepts; anything else (or a mismatch) falls through to the full parse.
-        if type(value) is str and len(macs) == 1 and value[:2] == "t=":
+        if type(value) is str and pad is not None and value[:2] == "t=":
             t_part, _, sig = value.partition(",")
             ts_raw = t_part[2:]
             if (
@@ -600,13 +626,14 @@ class Stripe(_KeyedScheme):
                 and len(ts_raw) <= _MAX_TIMESTAMP_DIGITS
                 and ts_raw.isdigit()
                 and ts_raw.isascii()
-                and "," not in sig
-            ):
-                h = macs[0].copy()
+            ):  # (several v1 entries fail the comparison and take the full parse)
+                h = pad[0].copy()
                 h.update(ts_raw.encode() + b".")
                 h.update(body)
+                o = pad[1].copy()
+                o.update(h.digest())
                 try:
-                    ok = hmac.compare_digest(h.hexdigest(), sig[3:])
+                    ok = hmac.compare_digest(o.hexdigest(), sig[3:])
                 except TypeError:  # a non-ASCII signature
                     ok = False
                 if ok:
