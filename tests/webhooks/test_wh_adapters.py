@@ -271,6 +271,13 @@ async def test_verify_request_with_starlette() -> None:
         big = await c.post("/gh", content=b"x" * 101, headers=gh.sign(b"x" * 101))
         assert big.status_code == 413
 
+        async def chunks() -> Any:
+            yield b"x" * 60
+            yield b"x" * 60
+
+        streamed = await c.post("/gh", content=chunks(), headers=gh.sign(b"x" * 120))
+        assert streamed.status_code == 413
+
 
 async def test_verify_request_twilio_with_starlette_url() -> None:
     tw = Twilio(auth_tokens=["tok"], metrics=False)

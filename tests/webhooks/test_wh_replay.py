@@ -186,3 +186,30 @@ def test_redis_store_rejects_bad_policy(redis_client: redis.Redis) -> None:
     with pytest.raises(ValueError, match="on_error"):
         RedisReplayStore(redis_client, on_error="maybe")  # type: ignore[arg-type]
     assert "on_error='local'" in repr(RedisReplayStore(redis_client))
+
+
+async def test_async_redis_outage_falls_back_and_recovers(restartable_redis: Any) -> None:
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    client = redis.asyncio.Redis.from_url(
+        restartable_redis.url,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        retry=AsyncRetry(NoBackoff(), 0),
+    )
+    await client.flushdb()
+    store = RedisReplayStore(client, on_error="local")
+    sw = StandardWebhooks(secrets=[SW_SECRET], replay_store=store, metrics=False)
+    restartable_redis.stop()
+    try:
+        headers = sw.sign("msg_outage", None, b"{}")
+        assert (await sw.averify(b"{}", headers)).id == "msg_outage"
+        with pytest.raises(ReplayDetected):
+            await sw.averify(b"{}", headers)
+        assert store.errors == 2
+    finally:
+        restartable_redis.start()
+    headers = sw.sign("msg_back", None, b"{}")
+    assert (await sw.averify(b"{}", headers)).id == "msg_back"
+    assert await client.exists("opskit:webhooks:seen:{standard_webhooks:id:msg_back}")
+    await client.aclose()

@@ -9,6 +9,7 @@ Failures are ``application/problem+json``: 400 (missing/malformed), 401
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -119,9 +120,10 @@ async def verify_request(
 ) -> VerifiedWebhook:
     """Verify a Starlette/FastAPI ``Request`` (by duck typing) and return the event.
 
-    Reads the body with ``await request.body()`` (cached, so the endpoint can
-    read it again). If a :class:`WebhookMiddleware` already verified this
-    request with the same scheme, its result is returned. Twilio's URL is
+    Reads the body once (with ``max_body``, from ``request.stream()``, stopping
+    at the first chunk past the cap) and leaves it cached, so the endpoint can
+    still call ``body()``, ``json()`` or ``form()``. If a :class:`WebhookMiddleware`
+    already verified this request with the same scheme, its result is returned. Twilio's URL is
     ``public_url`` + path + query when given, else ``str(request.url)``.
     """
     scope = getattr(request, "scope", None)
@@ -134,9 +136,24 @@ async def verify_request(
         declared = headers.get("content-length")
         if declared and declared.strip().isdigit() and int(declared) > max_body:
             raise PayloadTooLarge(max_body, scheme=scheme.name)
-    body = await request.body()
-    if max_body is not None and len(body) > max_body:
-        raise PayloadTooLarge(max_body, scheme=scheme.name)
+    stream = getattr(request, "stream", None)
+    if max_body is not None and callable(stream) and not hasattr(request, "_body"):
+        # Stop at the first chunk past the cap instead of buffering it all.
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in stream():
+            size += len(chunk)
+            if size > max_body:
+                raise PayloadTooLarge(max_body, scheme=scheme.name)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        # Where Starlette caches the body, so body()/json()/form() still work.
+        with contextlib.suppress(AttributeError):
+            request._body = body
+    else:
+        body = await request.body()
+        if max_body is not None and len(body) > max_body:
+            raise PayloadTooLarge(max_body, scheme=scheme.name)
     url: str | None = None
     if needs_url(scheme):
         url = str(request.url)
