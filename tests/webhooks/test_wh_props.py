@@ -185,3 +185,84 @@ def test_precomputed_pads_are_exactly_hmac(key: bytes, msg: bytes, algorithm: st
     o = outer.copy()
     o.update(i.digest())
     assert o.digest() == hmac.new(key, msg, algorithm).digest()
+
+
+raw_headers = st.lists(
+    st.tuples(
+        st.sampled_from([b"host", b"x-forwarded-host", b"x-forwarded-proto", b"content-length",
+                         b"x-twilio-signature", b"stripe-signature", b"webhook-signature",
+                         b"webhook-id", b"webhook-timestamp", b"authorization"]),
+        st.binary(max_size=40),
+    ),
+    max_size=6,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(headers=raw_headers, body=st.binary(max_size=100), path=st.sampled_from(
+    ["/tw", "/st", "/sw", "/cron"]), raw_path=st.binary(max_size=20))  # fmt: skip
+def test_middleware_answers_anything_with_a_problem_not_a_crash(
+    headers: list[tuple[bytes, bytes]], body: bytes, path: str, raw_path: bytes
+) -> None:
+    import asyncio
+
+    from opskit.webhooks.asgi import WebhookMiddleware
+    from opskit.webhooks.wsgi import WebhookMiddleware as WSGIMiddleware
+
+    routes = {
+        "/tw": SCHEMES["twilio"],
+        "/st": SCHEMES["stripe"],
+        "/sw": SCHEMES["sw"],
+        "/cron": BearerSecret(secrets=["not-guessable-cron-secret"], metrics=False),
+    }
+    statuses: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("an unverified request reached the app")
+
+    async def run() -> None:
+        mw = WebhookMiddleware(app, routes, max_body=50, trusted_proxies=["127.0.0.0/8"])
+        done = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal done
+            if done:
+                return {"type": "http.disconnect"}
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                statuses.append(msg["status"])
+
+        scope = {"type": "http", "method": "POST", "path": path, "raw_path": raw_path or None,
+                 "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1),
+                 "scheme": "http"}  # fmt: skip
+        await mw(scope, receive, send)
+
+    asyncio.run(run())
+
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        raise AssertionError("an unverified request reached the app")
+
+    import io
+
+    environ: dict[str, Any] = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": "POST",
+        "wsgi.input": io.BytesIO(body),
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    for k, v in headers:
+        if k != b"content-length":
+            environ["HTTP_" + k.decode().upper().replace("-", "_")] = v.decode("latin-1")
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        statuses.append(int(status.split()[0]))
+        return lambda b: None
+
+    WSGIMiddleware(wsgi_app, routes, max_body=50)(environ, start_response)
+    assert len(statuses) == 2
+    assert all(s in (400, 401, 413) for s in statuses), statuses
