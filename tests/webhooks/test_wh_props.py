@@ -266,3 +266,18 @@ def test_middleware_answers_anything_with_a_problem_not_a_crash(
     WSGIMiddleware(wsgi_app, routes, max_body=50)(environ, start_response)
     assert len(statuses) == 2
     assert all(s in (400, 401, 413) for s in statuses), statuses
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=120), st.text(alphabet="ab=&%+2Fé;", max_size=60).map(str.encode)
+    )
+)
+def test_form_parser_matches_parse_qsl(body: bytes) -> None:
+    from urllib.parse import parse_qsl
+
+    from opskit.webhooks._schemes import _parse_form
+
+    expected = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    assert _parse_form(body) == expected

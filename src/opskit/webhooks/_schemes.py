@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import ParseResult, parse_qs, parse_qsl, unquote_plus, urlencode, urlparse
+from urllib.parse import ParseResult, parse_qs, unquote_plus, urlencode, urlparse
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -590,11 +590,11 @@ class StandardWebhooks(_KeyedScheme):
         ts = self._now_stamp(timestamp)
         signed = _ascii(msg_id) + b"." + str(ts).encode() + b"." + _body(body)
         macs = self._macs if all_secrets else self._macs[:1]
-        sigs = " ".join("v1," + base64.b64encode(hmac_digest(m, signed)).decode() for m in macs)
+        sigs = " ".join("v1," + base64.b64encode(_mac_digest(m, signed)).decode() for m in macs)
         return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sigs}
 
 
-def hmac_digest(mac: Any, data: bytes) -> bytes:
+def _mac_digest(mac: Any, data: bytes) -> bytes:
     h = mac.copy()
     h.update(data)
     return bytes(h.digest())
@@ -711,7 +711,7 @@ class Stripe(_KeyedScheme):
         ts = self._now_stamp(timestamp)
         signed = str(ts).encode() + b"." + _body(body)
         macs = self._macs if all_secrets else self._macs[:1]
-        parts = [f"t={ts}"] + [f"v1={hmac_digest(m, signed).hex()}" for m in macs]
+        parts = [f"t={ts}"] + [f"v1={_mac_digest(m, signed).hex()}" for m in macs]
         return {"Stripe-Signature": ",".join(parts)}
 
 
@@ -761,7 +761,7 @@ class _BodyMAC(_KeyedScheme):
         return VerifiedWebhook(name, msg_id, None, body)
 
     def _sign_headers(self, body: bytes) -> dict[str, str]:
-        sig = self._encode(hmac_digest(self._macs[0], _body(body))).decode()
+        sig = self._encode(_mac_digest(self._macs[0], _body(body))).decode()
         return {self._hdr(): self._prefix() + sig}
 
 
@@ -906,7 +906,7 @@ class Slack(_KeyedScheme):
         ts = self._now_stamp(timestamp)
         signed = b"v0:" + str(ts).encode() + b":" + _body(body)
         return {
-            "X-Slack-Signature": "v0=" + hmac_digest(self._macs[0], signed).hex(),
+            "X-Slack-Signature": "v0=" + _mac_digest(self._macs[0], signed).hex(),
             "X-Slack-Request-Timestamp": str(ts),
         }
 
@@ -1054,11 +1054,11 @@ class Twilio(Scheme):
             for k, v in body.items():
                 pairs.extend((k, x) for x in ([v] if isinstance(v, str) else v))
         else:
-            pairs = parse_qsl(_body(body).decode("utf-8", "replace"), keep_blank_values=True)
+            pairs = _parse_form(_body(body))
         if "bodySHA256" in parse_qs(urlparse(url).query):
             pairs = []
         data = (url + _twilio_params(pairs)).encode("utf-8", "surrogatepass")
-        sig = base64.b64encode(hmac_digest(self._macs[algo][0], data)).decode()
+        sig = base64.b64encode(_mac_digest(self._macs[algo][0], data)).decode()
         headers = {"X-Twilio-Signature": sig}
         if algo != "sha1":
             headers["X-Twilio-Webhooks-Signature-Settings"] = f"algorithm={algorithm.upper()}"
