@@ -286,12 +286,19 @@ async def test_verify_request_twilio_with_starlette_url() -> None:
         event = await wasgi.verify_request(tw, request)
         return JSONResponse({"url": event.url})
 
-    app = Starlette(routes=[Route("/sms", endpoint, methods=["POST"])])
+    app = Starlette(
+        routes=[Route("/sms", endpoint, methods=["POST"]),
+                Route("/sms x", endpoint, methods=["POST"])]
+    )  # fmt: skip
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         headers = tw.sign("http://t/sms?q=1", b"A=1")
         resp = await c.post("/sms?q=1", content=b"A=1", headers={
             **headers, "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
         assert resp.json() == {"url": "http://t/sms?q=1"}
+        # A percent-encoded path is checked as sent, not decoded.
+        headers = tw.sign("http://t/sms%20x?q=%2F", b"A=1")
+        resp = await c.post("/sms%20x?q=%2F", content=b"A=1", headers=headers)
+        assert resp.json() == {"url": "http://t/sms%20x?q=%2F"}
 
 
 def test_verify_request_with_flask() -> None:

@@ -156,8 +156,10 @@ async def verify_request(
             raise PayloadTooLarge(max_body, scheme=scheme.name)
     url: str | None = None
     if needs_url(scheme):
-        url = str(request.url)
-        if public_url is not None:
-            u = request.url
-            url = public_url.rstrip("/") + u.path + (f"?{u.query}" if u.query else "")
+        u = request.url
+        # The path as the client sent it (percent-encoding intact), as Twilio signed it.
+        raw = scope.get("raw_path") if isinstance(scope, dict) else None
+        path = raw.decode("latin-1").split("?", 1)[0] if isinstance(raw, bytes) else u.path
+        base = public_url.rstrip("/") if public_url is not None else f"{u.scheme}://{u.netloc}"
+        url = base + path + (f"?{u.query}" if u.query else "")
     return await verify_async(scheme, body, headers, url)
