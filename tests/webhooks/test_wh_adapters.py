@@ -152,6 +152,7 @@ async def test_oversized_bodies_get_413() -> None:
         big = b"a" * 1001
         resp = await call(client, "POST", "/hooks/github", content=big, headers=signer.sign(big))
         assert resp.status_code == 413 and resp.json()["reason"] == "payload_too_large"
+        assert resp.json()["scheme"] == "github"
         fits = b"a" * 1000
         ok = await call(client, "POST", "/hooks/github", content=fits, headers=signer.sign(fits))
         assert ok.status_code == 200
@@ -170,8 +171,8 @@ async def test_asgi_413_from_content_length_reads_nothing() -> None:
     async def send(msg: dict[str, Any]) -> None:
         sent.append(msg)
 
-    mw = wasgi.WebhookMiddleware(asgi_echo, {"/h": GitHub(secrets=["g"], metrics=False)},
-                                 max_body=100)  # fmt: skip
+    gh = GitHub(secrets=["g"], metrics=False)
+    mw = wasgi.WebhookMiddleware(asgi_echo, {"/h": gh}, max_body=100)
     scope = {"type": "http", "path": "/h", "headers": [(b"content-length", b"5000")]}
     await mw(scope, receive, send)
     assert reads == 0 and sent[0]["status"] == 413
@@ -179,6 +180,7 @@ async def test_asgi_413_from_content_length_reads_nothing() -> None:
     sent.clear()
     await mw({"type": "http", "path": "/h", "headers": []}, receive, send)
     assert reads == 11 and sent[0]["status"] == 413
+    assert gh.counts == {"ok": 0, "payload_too_large": 2}
 
 
 async def test_lifespan_and_other_scopes_pass_through() -> None:

@@ -8,7 +8,7 @@ from urllib.parse import quote, urlsplit
 
 from opskit._core.clientip import ClientIP, parse_ip
 from opskit._core.http import Headers
-from opskit.webhooks._errors import WebhookError
+from opskit.webhooks._errors import PayloadTooLarge, WebhookError
 from opskit.webhooks._schemes import BearerSecret, Scheme, Twilio, VerifiedWebhook
 
 __all__ = ["SCOPE_KEY", "Route", "UrlBuilder", "problem_fields", "verify_sync"]
@@ -106,6 +106,14 @@ async def verify_async(
         route.verify(headers)
         return VerifiedWebhook(route.name, None, None, body)
     return await route.averify(body, headers, url=url)
+
+
+def too_large(route: Route, limit: int) -> PayloadTooLarge:
+    """The 413 error for ``route``, counted in its metrics like any other rejection."""
+    exc = PayloadTooLarge(limit, scheme=route.name)
+    counts = route._counts
+    counts[exc.reason] = counts.get(exc.reason, 0) + 1
+    return exc
 
 
 def needs_url(route: Route) -> bool:

@@ -31,6 +31,7 @@ from opskit.webhooks._adapt import (
     check_routes,
     needs_url,
     problem_fields,
+    too_large,
     verify_async,
 )
 from opskit.webhooks._errors import PayloadTooLarge, WebhookError
@@ -74,8 +75,7 @@ class WebhookMiddleware:
         try:
             body = await read_body(scope, receive, self.max_body)
         except BodyTooLarge:
-            exc = PayloadTooLarge(self.max_body, scheme=route.name)
-            await _problem(send, exc, close=True)
+            await _problem(send, too_large(route, self.max_body), close=True)
             return
         headers = request_headers(scope)
         try:

@@ -27,6 +27,7 @@ from opskit.webhooks._adapt import (
     needs_url,
     problem_fields,
     quoted_path,
+    too_large,
     verify_sync,
 )
 from opskit.webhooks._errors import PayloadTooLarge, WebhookError
@@ -61,7 +62,7 @@ class WebhookMiddleware:
         try:
             body = read_body(environ, self.max_body)
         except BodyTooLarge:
-            return _problem(start_response, PayloadTooLarge(self.max_body, scheme=route.name))
+            return _problem(start_response, too_large(route, self.max_body))
         headers = request_headers(environ)
         try:
             url = self._url(environ, headers) if needs_url(route) else None
