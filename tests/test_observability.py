@@ -40,6 +40,21 @@ def test_configure_logging_writes_json_lines_with_context() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", rec["timestamp"])
 
 
+def test_configure_logging_applies_to_loggers_created_before_it() -> None:
+    early = get_logger("ratelimit")  # as a module does at import time
+    out = io.StringIO()
+    configure_logging(json=True, level="WARNING", stream=out)
+    early.info("ratelimit.ignored")
+    early.warning("ratelimit.store_unavailable", policy="local")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["logger"] == "opskit.ratelimit"
+    assert "opskit.ratelimit" in repr(early)
+    bound = early.bind(instance="x")
+    bound.warning("ratelimit.other")
+    assert json.loads(out.getvalue().splitlines()[1])["instance"] == "x"
+
+
 def test_configure_logging_console_and_bad_level() -> None:
     out = io.StringIO()
     configure_logging(json=False, level=10, stream=out)

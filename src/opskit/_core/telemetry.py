@@ -27,10 +27,33 @@ __all__ = ["Metric", "Publication", "get_logger", "publish"]
 MetricKind = Literal["counter", "gauge"]
 
 
+class _Logger:
+    """A structlog logger named ``opskit.<module>`` that follows the configuration.
+
+    Modules create their logger at import time; the service configures
+    structlog later. So the bound logger is assembled when an event is logged
+    (log calls are never on a hot path), not when the module is imported, and
+    ``structlog.configure()`` / ``configure_logging()`` always take effect.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def bind(self, **values: Any) -> Any:
+        return structlog.get_logger(self.name).bind(logger=self.name, **values)
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self.bind(), method)
+
+    def __repr__(self) -> str:
+        return f"<opskit logger {self.name}>"
+
+
 def get_logger(module: str) -> Any:
     """The structlog logger for ``opskit.<module>``; events are ``<module>.<event>``."""
-    name = f"opskit.{module}"
-    return structlog.get_logger(name).bind(logger=name)
+    return _Logger(f"opskit.{module}")
 
 
 @dataclass(frozen=True)
