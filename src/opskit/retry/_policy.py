@@ -417,22 +417,36 @@ class Retry:
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a sync or async function; its signature is kept."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        # The sync success path is inlined: one Python frame over the bare call.
+        # The success path is inlined: one Python frame over the bare call.
         now = self._now
         retryable = self._retryable
-        cont = self._continue
         deposit = self.budget.deposit if self.budget is not None else None
         reject = self.retry_if_result
         policy = self
+
+        if inspect.iscoroutinefunction(fn):
+            acont = self._acontinue
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                started = now()
+                if deposit is not None:
+                    deposit()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    if not retryable(exc):
+                        policy._outcomes["failed"] += 1
+                        raise
+                    return await acont(fn, args, kwargs, started, exc, None)
+                if reject is not None and reject(result):
+                    return await acont(fn, args, kwargs, started, None, result)
+                policy._first_try += 1
+                return result
+
+            return async_wrapper
+
+        cont = self._continue
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
