@@ -73,12 +73,12 @@ def success_path() -> dict[str, tuple[float, float]]:
         "tenacity @retry": (
             bench_sync(ten(ok), N_SYNC // 10),
             bench_async(ten(aok), N_ASYNC // 10),
-        ),  # fmt: skip
+        ),
         "stamina.retry": (bench_sync(sta(ok), N_SYNC // 10), bench_async(sta(aok), N_ASYNC // 10)),
         "backoff.on_exception": (
             bench_sync(bo(ok), N_SYNC // 4),
             bench_async(bo(aok), N_ASYNC // 4),
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -122,7 +122,7 @@ def fail_twice_then_succeed() -> dict[str, float]:
 
 
 def main() -> None:
-    print("opskit.retry benchmark (ns per call, best of %d runs)" % REPEAT)
+    print(f"opskit.retry benchmark (ns per call, best of {REPEAT} runs)")
     res = success_path()
     print("\nsuccess path (first attempt succeeds)")
     print(f"  {'':24} {'sync':>10} {'async':>10}")

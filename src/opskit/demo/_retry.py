@@ -69,7 +69,7 @@ def demo_part(registry: CollectorRegistry | None = None) -> Part:
             attempts=4,
             backoff=backoff.exponential(
                 initial=0.02, maximum=0.2, jitter="full", rng=random.Random()
-            ),  # fmt: skip
+            ),
             clock=clock,
             registry=registry,
         )
@@ -103,5 +103,5 @@ def demo_part(registry: CollectorRegistry | None = None) -> Part:
             ("GET", PREFIX, 200),
             ("GET", f"{PREFIX}/flaky?fail=2", 200),
             ("GET", f"{PREFIX}/flaky?fail=9", 503),
-        ],  # fmt: skip
+        ],
     )
