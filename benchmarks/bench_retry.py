@@ -1,0 +1,149 @@
+"""opskit.retry vs tenacity, stamina and backoff, in one process.
+
+Prints ns per call for the success path (sync and async) and for a call that
+fails twice then succeeds with waits disabled, and the ratios the retry issue
+targets: opskit's success path >= 20x faster than tenacity, within 10x of a
+bare call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import backoff as backoff_lib
+import stamina
+import tenacity
+from prometheus_client import CollectorRegistry
+
+from opskit.retry import Retry, backoff
+
+N_SYNC = 200_000
+N_ASYNC = 100_000
+N_FLAKY = 5_000
+REPEAT = 5
+
+
+def bench_sync(fn: Callable[[], Any], n: int) -> float:
+    best = float("inf")
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e9
+
+
+def bench_async(fn: Callable[[], Awaitable[Any]], n: int) -> float:
+    async def run() -> float:
+        best = float("inf")
+        for _ in range(REPEAT):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            best = min(best, time.perf_counter() - t0)
+        return best / n * 1e9
+
+    return asyncio.run(run())
+
+
+def ok() -> int:
+    return 1
+
+
+async def aok() -> int:
+    return 1
+
+
+def policy() -> Retry:
+    return Retry("bench", on=ConnectionError, attempts=3, registry=CollectorRegistry(),
+                 backoff=backoff.exponential())  # fmt: skip
+
+
+def success_path() -> dict[str, tuple[float, float]]:
+    p = policy()
+    ten = tenacity.retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential())
+    sta = stamina.retry(on=ConnectionError, attempts=3)
+    bo = backoff_lib.on_exception(backoff_lib.expo, ConnectionError, max_tries=3)
+    return {
+        "bare call": (bench_sync(ok, N_SYNC), bench_async(aok, N_ASYNC)),
+        "opskit Retry": (bench_sync(p(ok), N_SYNC), bench_async(p(aok), N_ASYNC)),
+        "tenacity @retry": (
+            bench_sync(ten(ok), N_SYNC // 10),
+            bench_async(ten(aok), N_ASYNC // 10),
+        ),
+        "stamina.retry": (bench_sync(sta(ok), N_SYNC // 10), bench_async(sta(aok), N_ASYNC // 10)),
+        "backoff.on_exception": (
+            bench_sync(bo(ok), N_SYNC // 4),
+            bench_async(bo(aok), N_ASYNC // 4),
+        ),
+    }
+
+
+def flaky_factory() -> Callable[[], int]:
+    state = {"n": 0}
+
+    def flaky() -> int:
+        state["n"] += 1
+        if state["n"] % 3:
+            raise ConnectionError("transient")
+        return 1
+
+    return flaky
+
+
+def fail_twice_then_succeed() -> dict[str, float]:
+    p = Retry("bench2", on=ConnectionError, attempts=3, registry=CollectorRegistry(),
+              backoff=backoff.constant(0.0))  # fmt: skip
+    ten = tenacity.retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(),
+                         retry=tenacity.retry_if_exception_type(ConnectionError))  # fmt: skip
+    stamina.set_testing(True, attempts=3)
+    sta = stamina.retry(on=ConnectionError, attempts=3)
+    bo = backoff_lib.on_exception(backoff_lib.constant, ConnectionError, max_tries=3, interval=0,
+                                  jitter=None)  # fmt: skip
+    import logging
+
+    logging.getLogger("backoff").disabled = True
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    try:
+        return {
+            "opskit Retry": bench_sync(p(flaky_factory()), N_FLAKY),
+            "tenacity @retry": bench_sync(ten(flaky_factory()), N_FLAKY),
+            "stamina.retry": bench_sync(sta(flaky_factory()), N_FLAKY),
+            "backoff.on_exception": bench_sync(bo(flaky_factory()), N_FLAKY),
+        }
+    finally:
+        stamina.set_testing(False)
+        structlog.reset_defaults()
+
+
+def main() -> None:
+    print(f"opskit.retry benchmark (ns per call, best of {REPEAT} runs)")
+    res = success_path()
+    print("\nsuccess path (first attempt succeeds)")
+    print(f"  {'':24} {'sync':>10} {'async':>10}")
+    for name, (s, a) in res.items():
+        print(f"  {name:24} {s:10.0f} {a:10.0f}")
+    o_s, o_a = res["opskit Retry"]
+    b_s, b_a = res["bare call"]
+    print("\nratios (sync / async)")
+    for peer in ("tenacity @retry", "stamina.retry", "backoff.on_exception"):
+        ps, pa = res[peer]
+        print(f"  {peer} / opskit: {ps / o_s:6.1f}x / {pa / o_a:6.1f}x faster")
+    print(f"  opskit / bare call: {o_s / b_s:6.1f}x / {o_a / b_a:6.1f}x "
+          "(target: <= 10x)")  # fmt: skip
+    t_s, t_a = res["tenacity @retry"]
+    print(f"  target opskit >= 20x faster than tenacity: sync {t_s / o_s:.1f}x, async "
+          f"{t_a / o_a:.1f}x")  # fmt: skip
+    flaky = fail_twice_then_succeed()
+    print("\nfails twice then succeeds, waits disabled (ns per call)")
+    for name, ns in flaky.items():
+        print(f"  {name:24} {ns:10.0f}  ({ns / flaky['opskit Retry']:.2f}x opskit)")
+
+
+if __name__ == "__main__":
+    main()
