@@ -44,7 +44,7 @@ def demo_part(registry: CollectorRegistry | None = None) -> Part:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path in (PREFIX, PREFIX + "/"):
-            doc = {
+            doc: dict[str, object] = {
                 "what": "a flaky upstream called through opskit.retry",
                 "try": [f"{PREFIX}/flaky?fail=2", f"{PREFIX}/flaky?fail=9"],
                 "policy": "Retry('demo-upstream', on=ConnectionError, attempts=4, "
@@ -92,8 +92,12 @@ def demo_part(registry: CollectorRegistry | None = None) -> Part:
             return
         finally:
             policy.close()
-        doc = {"result": result, "attempts": calls, "waits": [round(w, 4) for w in clock.waits]}
-        await send_response(send, 200, json.dumps(doc).encode(), content_type="application/json")
+        answer: dict[str, object] = {
+            "result": result,
+            "attempts": calls,
+            "waits": [round(w, 4) for w in clock.waits],
+        }
+        await send_response(send, 200, json.dumps(answer).encode(), content_type="application/json")
 
     return Part(
         PREFIX,
