@@ -549,3 +549,17 @@ def test_probe_timeout_reclaims_a_permit_that_never_reports(manual_clock: Manual
     wedged.clock.advance(10_000)  # type: ignore[attr-defined]
     with pytest.raises(CircuitOpenError):
         wedged.call(ok)
+
+
+def test_lazily_counted_successes_break_the_failure_streak(manual_clock: ManualClock) -> None:
+    # Found by the model test: a success counted on the fast path must still reset the
+    # consecutive-failures streak.
+    b = make(manual_clock, window=CountWindow(3), minimum_calls=1, failure_rate=0.75,
+             consecutive_failures=3)  # fmt: skip
+    wrapped = b(ok)
+    wrapped()
+    fail_n(b, 2)
+    wrapped()
+    fail_n(b, 1)
+    assert b.state is State.CLOSED
+    assert b.snapshot().consecutive_failures == 1

@@ -409,6 +409,8 @@ class CircuitBreaker:
             self._pending = 0
             self._counts["success"] += k
             self._ring.fold_ok(k)
+            # They all came after the last recorded outcome: the failure streak is broken.
+            self._consec = 0
 
     def _ok(self, gen: int) -> None:
         """A plain success on the closed fast path."""
