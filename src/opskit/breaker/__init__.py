@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from opskit.breaker._breaker import CircuitBreaker, Snapshot
 from opskit.breaker._errors import BreakerError, CircuitOpenError
+from opskit.breaker._redis import RedisBreakerStore
 from opskit.breaker._state import State
 from opskit.breaker._window import CountWindow, TimeWindow
 
@@ -26,4 +27,5 @@ __all__ = [
     "Snapshot",
     "BreakerError",
     "CircuitOpenError",
+    "RedisBreakerStore",
 ]

@@ -222,8 +222,8 @@ class CircuitBreaker:
         self._store: Any = None
         if store is not None:
             self._store = store.bind(self)
-        # The closed fast path: no store sync, no timing, no result predicate.
-        self._fast = store is None and not self._timed and failure_if is None
+        # The closed fast path: no timing, no result predicate (a store adds a freshness check).
+        self._fast = not self._timed and failure_if is None
         # Once a count window holds minimum_calls calls, a success can never trip
         # the breaker: successes are then only counted (``_pending``) and folded
         # into the window before anything reads it.
@@ -355,13 +355,15 @@ class CircuitBreaker:
                 _log.exception("breaker.listener_failed", name=self.name)
 
     def _trip(self, gen: int, now: float) -> None:
+        store = self._store
+        if store is not None and not store.degraded:
+            store.opened_locally()  # the fleet decides, at the next sync (now)
+            return
         now = self._now()  # the caller's ``now`` may be 0.0 (count window, untimed)
         with self._lock:
             if gen != self._gen or self._state is not CLOSED:
                 return
             change = self._set_state_locked(OPEN, now)
-        if self._store is not None:
-            self._store.opened_locally()
         self._emit(change)
 
     # -- recording ---------------------------------------------------------------------
@@ -381,9 +383,6 @@ class CircuitBreaker:
             self._consec = 0
         ring = self._ring
         ring.add(failure, slow, now)
-        store = self._store
-        if store is not None:
-            store.count(failure, slow)
         n = self.consecutive_failures
         if n is not None and self._consec >= n:
             self._trip(gen, now)
@@ -496,6 +495,8 @@ class CircuitBreaker:
         store = self._store
         if store is not None:
             store.maybe_sync()
+            if store.blind:
+                return store.gate()
         state = self._state
         if state is CLOSED:
             return self._gen
@@ -505,12 +506,21 @@ class CircuitBreaker:
         store = self._store
         if store is not None:
             await store.amaybe_sync()
-            state = self._state
-            if state is not CLOSED and store.remote_permits:
-                return await store.aacquire(self)
+            if store.blind:
+                return store.gate()
         state = self._state
         if state is CLOSED:
             return self._gen
+        if (
+            store is not None
+            and store.remote_permits
+            and store.store.is_async
+            and (state is OPEN or state is HALF_OPEN)
+        ):
+            now = self._now()
+            if state is OPEN and now < self._open_until:
+                raise self._reject(self._open_until - now)
+            return await store.aacquire(self)
         return self._admit_slow(state)
 
     def _admit_slow(self, state: State) -> Any:
@@ -522,7 +532,7 @@ class CircuitBreaker:
         if state is OPEN and now < self._open_until:
             raise self._reject(self._open_until - now)
         store = self._store
-        if store is not None and store.remote_permits:
+        if store is not None and store.remote_permits and not store.store.is_async:
             return store.acquire(self)
         return self._local_permit(now)
 
@@ -562,7 +572,8 @@ class CircuitBreaker:
 
     def _release(self, permit: _Permit, outcome: int, slow: bool, now: float) -> None:
         if permit.remote is not None:
-            self._store.release(self, permit, outcome, slow)
+            if not self._store.store.is_async:  # async stores release in _afinish
+                self._store.release(self, permit, outcome, slow)
             return
         now = self._now()
         change = None
@@ -591,7 +602,7 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` through the breaker."""
-        if self._state is CLOSED and self._fast:
+        if self._state is CLOSED and self._fast and (self._store is None or self._store.fresh()):
             gen = self._gen
             try:
                 result = fn(*args, **kwargs)
@@ -631,6 +642,9 @@ class CircuitBreaker:
             await self._store.arelease(self, token, outcome, slow)
             return
         self._finish(token, outcome, started)
+        store = self._store
+        if store is not None and store.flush_due:
+            await store.amaybe_sync()
 
     @overload
     def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]: ...
@@ -656,12 +670,16 @@ class CircuitBreaker:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if breaker._state is CLOSED and breaker._fast:
+                if (
+                    breaker._state is CLOSED
+                    and breaker._fast
+                    and (breaker._store is None or breaker._store.fresh())
+                ):
                     gen = breaker._gen
                     try:
                         result = await fn(*args, **kwargs)
                     except BaseException as exc:
-                        breaker._finish(gen, breaker._classify_exc(exc), 0.0)
+                        await breaker._afinish(gen, breaker._classify_exc(exc), 0.0)
                         raise
                     if breaker._lazy_count and gen == breaker._gen:
                         breaker._pending += 1
@@ -688,7 +706,11 @@ class CircuitBreaker:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if breaker._state is CLOSED and breaker._fast:
+            if (
+                breaker._state is CLOSED
+                and breaker._fast
+                and (breaker._store is None or breaker._store.fresh())
+            ):
                 gen = breaker._gen
                 try:
                     result = fn(*args, **kwargs)
