@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import threading
 from typing import Any
@@ -266,10 +267,8 @@ def _process(url: str, half_open_calls: int, barrier: Any, entered: Any, attempt
 
     def worker() -> None:
         barrier.wait()
-        try:
+        with contextlib.suppress(CircuitOpenError):
             b.call(probe)
-        except CircuitOpenError:
-            pass
         with attempts.get_lock():
             attempts.value += 1
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from opskit.breaker._breaker import CircuitBreaker
 
 _DURATIONS = 16  # open_for(1..16) is sent with each script that may open
-_TTL = 7 * 86400  # shared state of an unused breaker name expires after a week
 
+# Shared state of a breaker name nobody uses expires after a week (604800 s).
 # KEYS: state hash, window hash
 # ARGV: calls, failures, slow, had_success, tail_failures, failure_rate, minimum,
 #       consecutive (0 = off), slow_rate (-1 = off), kind ('c'|'t'), size, buckets, durations...
@@ -80,7 +80,8 @@ if st == 'closed' then
     end
   end
   local streak = tonumber(redis.call('HGET', KEYS[1], 'streak') or '0')
-  if tonumber(ARGV[4]) == 1 then streak = tonumber(ARGV[5]) else streak = streak + tonumber(ARGV[5]) end
+  if tonumber(ARGV[4]) == 1 then streak = tonumber(ARGV[5])
+  else streak = streak + tonumber(ARGV[5]) end
   redis.call('HSET', KEYS[1], 'streak', streak)
   local consecutive = tonumber(ARGV[8])
   local slow_rate = tonumber(ARGV[9])
@@ -99,12 +100,11 @@ if st == 'closed' then
     st = 'open'
   end
 end
-redis.call('EXPIRE', KEYS[1], %d)
-redis.call('EXPIRE', KEYS[2], %d)
+redis.call('EXPIRE', KEYS[1], 604800)
+redis.call('EXPIRE', KEYS[2], 604800)
 local untl = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
 return {st, tostring(untl - now), redis.call('HGET', KEYS[1], 'gen') or '0'}
 """
-    % (_TTL, _TTL)
 )
 
 # KEYS: state hash, permits zset; ARGV: half_open_calls, probe_timeout (0 = none), permit id
@@ -131,10 +131,9 @@ end
 local expires = now + 315360000
 if timeout > 0 then expires = now + timeout end
 redis.call('ZADD', KEYS[2], tostring(expires), ARGV[3])
-redis.call('EXPIRE', KEYS[2], %d)
+redis.call('EXPIRE', KEYS[2], 604800)
 return {'granted', '0'}
 """
-    % _TTL
 )
 
 # KEYS: state hash, permits zset, window hash
