@@ -140,9 +140,8 @@ def main() -> None:
         raw = bench(lambda: client.ping(), N // 50)
         print("\nshared state in Redis (ns per call)")
         print(f"  redis PING round trip          {raw:9.0f}")
-        print(
-            f"  opskit + RedisBreakerStore     {r_count:9.0f} (CountWindow), {r_time:.0f} (TimeWindow)"
-        )  # noqa: E501
+        print(f"  opskit + RedisBreakerStore     {r_count:9.0f} (CountWindow), "
+              f"{r_time:.0f} (TimeWindow)")  # fmt: skip
         print(f"  pybreaker + CircuitRedisStorage {pb_redis:8.0f}")
         print(f"  pybreaker-redis / opskit-redis: {pb_redis / r_count:.0f}x")
         print(f"  target: opskit Redis closed path within 2x of in-process -> "
