@@ -39,7 +39,7 @@ def test_rate_parsing(text: str, limit: int, per: float) -> None:
 @pytest.mark.parametrize("bad", ["", "100", "100/fortnight", "x/second", "0/second", "-1/s",
                                  "10/0seconds"])  # fmt: skip
 def test_malformed_rates_name_the_string(bad: str) -> None:
-    with pytest.raises(ValueError, match="rate|limit|period"):
+    with pytest.raises(ValueError, match=r"rate|limit|period"):
         RateLimiter("t", [bad], registry=CollectorRegistry())
 
 
@@ -186,7 +186,7 @@ def test_memory_store_sweeps_stale_keys() -> None:
     for i in range(5000):
         r.hit(f"ip:{i}")
     clock.advance(10)
-    for i in range(5000):
+    for _ in range(5000):
         r.hit("one")
     assert len(store) < 5000
 

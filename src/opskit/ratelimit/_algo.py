@@ -44,7 +44,7 @@ def _one(algorithm: str, rate: Rate, state: State | None, now: float, cost: int
         new_tat = max(tat, now) + cost * T
         used = new_tat - now
         if used <= P + 1e-9:
-            return True, int(math.floor((P - used) / T + 1e-9)), used, 0.0, (new_tat,)
+            return True, math.floor((P - used) / T + 1e-9), used, 0.0, (new_tat,)
         base = max(tat, now) - now
         return False, int(max(0.0, math.floor((P - base) / T + 1e-9))), base, used - P, (tat,)
     window = math.floor(now / P)
@@ -66,7 +66,7 @@ def _one(algorithm: str, rate: Rate, state: State | None, now: float, cost: int
     estimate = prev * weight + curr
     reset = (P - elapsed) + (P if curr + cost > 0 else 0.0)
     if estimate + cost <= L + 1e-9:
-        left = int(math.floor(L - estimate - cost + 1e-9))
+        left = math.floor(L - estimate - cost + 1e-9)
         return True, max(0, left), reset, 0.0, (window, prev, curr + cost)
     room = L - cost
     if curr <= room and prev > 0:

@@ -98,8 +98,9 @@ class Core:
             else:
                 assert rule.rates is not None
                 name = rule.name or f"rule{i}:{rule.path}"
-                self.limiters.append(RateLimiter(name, rule.rates, algorithm=rule.algorithm,
-                                                 store=store, clock=clock, registry=registry))  # fmt: skip
+                lim = RateLimiter(name, rule.rates, algorithm=rule.algorithm, store=store,
+                                  clock=clock, registry=registry)  # fmt: skip
+                self.limiters.append(lim)
         self.excess: dict[tuple[int, str], int] = {}
         self.policy_headers = [self._policy(lim) for lim in self.limiters]
 

@@ -15,7 +15,10 @@ _RATE = re.compile(r"\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*([a-z]+)\s*", re.IGNORECASE
 
 @dataclass(frozen=True)
 class Rate:
-    """``limit`` requests per ``per`` seconds: ``Rate(100, per=900)`` or ``Rate.parse("100/15minutes")``."""
+    """``limit`` requests per ``per`` seconds.
+
+    ``Rate(100, per=900)`` or ``Rate.parse("100/15minutes")``.
+    """
 
     limit: int
     per: float

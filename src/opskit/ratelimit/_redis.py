@@ -39,7 +39,8 @@ for i = 1, n do
     if used <= P + 1e-9 then
       ok, rem, reset, new = true, math.floor((P - used) / T + 1e-9), used, tostring(base + cost * T)
     else
-      rem, reset, retry = math.max(0, math.floor((P - (base - now)) / T + 1e-9)), base - now, used - P
+      rem = math.max(0, math.floor((P - (base - now)) / T + 1e-9))
+      reset, retry = base - now, used - P
     end
   elseif alg == 'fixed_window' then
     local w = math.floor(now / P)
@@ -89,7 +90,9 @@ end
 local pick = 1
 for i = 2, n do
   if all then
-    if rems[i] < rems[pick] or (rems[i] == rems[pick] and resets[i] > resets[pick]) then pick = i end
+    if rems[i] < rems[pick] or (rems[i] == rems[pick] and resets[i] > resets[pick]) then
+      pick = i
+    end
   else
     if retries[i] > retries[pick] or (retries[i] == retries[pick] and rems[i] < rems[pick]) then
       pick = i
