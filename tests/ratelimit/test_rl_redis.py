@@ -38,8 +38,11 @@ def test_redis_decisions(redis_client: redis.Redis, algorithm: str) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(algorithm=st.sampled_from(["gcra", "sliding_window", "fixed_window"]),
-       limit=st.integers(2, 9), costs=st.lists(st.integers(1, 3), min_size=1, max_size=25))  # fmt: skip
+@given(
+    algorithm=st.sampled_from(["gcra", "sliding_window", "fixed_window"]),
+    limit=st.integers(2, 9),
+    costs=st.lists(st.integers(1, 3), min_size=1, max_size=25),
+)
 def test_redis_never_admits_more_than_the_limit(
     redis_server: Any, algorithm: str, limit: int, costs: list[int]
 ) -> None:
@@ -197,8 +200,8 @@ def test_four_processes_admit_exactly_n(
     ctx = mp.get_context("spawn")
     admitted = ctx.Value("i", 0)
     barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_worker_process,
-                         args=(url, cluster, rates, 3, admitted, barrier)) for _ in range(4)]  # fmt: skip
+    args = (url, cluster, rates, 3, admitted, barrier)
+    procs = [ctx.Process(target=_worker_process, args=args) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
