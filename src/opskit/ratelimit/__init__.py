@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from opskit.ratelimit._algo import Decision
 from opskit.ratelimit._errors import RateLimitError, RateLimitExceeded
-from opskit.ratelimit._keys import by_header, by_ip
+from opskit.ratelimit._keys import Request, by_header, by_ip
 from opskit.ratelimit._limiter import ConcurrencyLimiter, RateLimiter
 from opskit.ratelimit._memory import MemoryStore
+from opskit.ratelimit._middleware import Rule
 from opskit.ratelimit._rate import Rate
 from opskit.ratelimit._redis import RedisStore
 
@@ -30,4 +31,6 @@ __all__ = [
     "RateLimitExceeded",
     "by_ip",
     "by_header",
+    "Rule",
+    "Request",
 ]

@@ -108,7 +108,29 @@ if all then
 else
   for i = 1, n do remaining = math.min(remaining, rems[i]) end
 end
-return {all and 1 or 0, pick, tostring(remaining), tostring(resets[pick]), tostring(retries[pick])}
+return (all and '1' or '0') .. ' ' .. pick .. ' ' .. remaining .. ' ' .. resets[pick] .. ' '
+  .. retries[pick]
+"""
+)
+
+# The common case, one GCRA rate: one string key holding the TAT.
+# KEYS[1]: the key. ARGV: emission interval T, period P, cost, commit (1|0), ttl ms
+_GCRA1 = Script(
+    LUA_NOW
+    + """
+local T, P, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local base = now
+if tat > now then base = tat end
+local used = base + cost * T - now
+if used <= P + 1e-9 then
+  if ARGV[4] == '1' then
+    redis.call('SET', KEYS[1], tostring(base + cost * T), 'PX', ARGV[5])
+  end
+  return '1 ' .. math.floor((P - used) / T + 1e-9) .. ' ' .. used .. ' 0'
+end
+return '0 ' .. math.max(0, math.floor((P - (base - now)) / T + 1e-9)) .. ' ' .. (base - now)
+  .. ' ' .. (used - P)
 """
 )
 
@@ -151,12 +173,17 @@ class RedisStore:
         self.is_async = is_async_client(client)
         self.local = MemoryStore()
         self.tracker = OutageTracker("ratelimit", "RedisStore")
+        self._specs: dict[tuple[Any, ...], tuple[Script, str, list[str]]] = {}
 
     def key(self, name: str, key: str, kind: str = "") -> str:
-        raw = key.encode("utf-8", "surrogatepass")
-        if len(raw) > _MAX_KEY:
-            key = "sha256:" + hashlib.sha256(raw).hexdigest()
-        return tagged_key(self.prefix, f"{name}{kind}:{key}")
+        if len(key) > _MAX_KEY // 4:  # may be longer than 128 bytes in UTF-8
+            raw = key.encode("utf-8", "surrogatepass")
+            if len(raw) > _MAX_KEY:
+                key = "sha256:" + hashlib.sha256(raw).hexdigest()
+        whole = f"{name}{kind}:{key}"
+        if "{" in whole or "}" in whole or "%" in whole:
+            return tagged_key(self.prefix, whole)
+        return f"{self.prefix}{{{whole}}}"  # the same key tagged_key builds, without escaping
 
     @staticmethod
     def _args(algorithm: str, rates: Sequence[Rate], cost: int, ttl: float, commit: bool
@@ -168,6 +195,8 @@ class RedisStore:
 
     @staticmethod
     def _decision(reply: Any, rates: Sequence[Rate]) -> Decision:
+        # One space-separated string: far cheaper for redis-py to read than an array.
+        reply = reply.split()
         allowed, pick = int(reply[0]), int(reply[1]) - 1
         rate = rates[pick]
         return Decision(bool(allowed), rate.limit, int(float(_text(reply[2]))),
@@ -185,32 +214,60 @@ class RedisStore:
             return Decision(False, rate.limit, 0, rate.per, rate.per, rate)
         return local()  # type: ignore[no-any-return]
 
+    def _call(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
+              ttl: float, commit: bool) -> tuple[Script, list[str], list[str]]:  # fmt: skip
+        spec = (name, algorithm, rates, cost, ttl, commit)
+        cached = self._specs.get(spec)
+        if cached is None:
+            if len(self._specs) > 1024:
+                self._specs.clear()
+            if algorithm == "gcra" and len(rates) == 1:
+                r = rates[0]
+                args = [repr(r.per / r.limit), repr(float(r.per)), str(cost),
+                        "1" if commit else "0", str(int(ttl * 1000) + 1)]  # fmt: skip
+                cached = (_GCRA1, "#g", args)
+            else:
+                cached = (_HIT, "", self._args(algorithm, rates, cost, ttl, commit))
+            self._specs[spec] = cached
+        script, kind, args = cached
+        return script, [self.key(name, key, kind)], args
+
+    @staticmethod
+    def _decision1(reply: Any, rate: Rate) -> Decision:
+        ok, remaining, reset, retry = reply.split()
+        return Decision(ok in (b"1", "1"), rate.limit, int(float(remaining)), float(reset),
+                        float(retry), rate)  # fmt: skip
+
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
             now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
+        script, keys, args = self._call(name, key, algorithm, rates, cost, ttl, commit)
         try:
-            reply = _HIT.run(self.client, [self.key(name, key)],
-                             self._args(algorithm, rates, cost, ttl, commit))  # fmt: skip
+            reply = script.run(self.client, keys, args)
         except RedisError as exc:
             return self._fallback(exc, rates, lambda: self.local.hit(
                 name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
         self.tracker.ok()
+        if script is _GCRA1:
+            return self._decision1(reply, rates[0])
         return self._decision(reply, rates)
 
     async def ahit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
                    now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
+        script, keys, args = self._call(name, key, algorithm, rates, cost, ttl, commit)
         try:
-            reply = await _HIT.arun(self.client, [self.key(name, key)],
-                                    self._args(algorithm, rates, cost, ttl, commit))  # fmt: skip
+            reply = await script.arun(self.client, keys, args)
         except RedisError as exc:
             return self._fallback(exc, rates, lambda: self.local.hit(
                 name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
         self.tracker.ok()
+        if script is _GCRA1:
+            return self._decision1(reply, rates[0])
         return self._decision(reply, rates)
 
     def reset(self, name: str, key: str) -> None:
         self.local.reset(name, key)
         try:
-            self.client.delete(self.key(name, key))
+            self.client.delete(self.key(name, key), self.key(name, key, "#g"))
         except RedisError as exc:
             self.tracker.failed(exc, self.on_error)
             if self.on_error == "raise":
@@ -219,7 +276,7 @@ class RedisStore:
     async def areset(self, name: str, key: str) -> None:
         self.local.reset(name, key)
         try:
-            await self.client.delete(self.key(name, key))
+            await self.client.delete(self.key(name, key), self.key(name, key, "#g"))
         except RedisError as exc:
             self.tracker.failed(exc, self.on_error)
             if self.on_error == "raise":
