@@ -38,9 +38,8 @@ OnError = Literal["allow", "deny", "local", "raise"]
 _ON_ERROR = ("allow", "deny", "local", "raise")
 
 #: Lua prologue: ``now`` is the server's time in seconds (float). Writes after
-#: TIME are fine on Redis >= 5 (effects replication); on 3.2-4 it is switched on.
+#: TIME need effects replication, the default since Redis 5 (opskit needs >= 5).
 LUA_NOW = """
-if redis.replicate_commands then pcall(redis.replicate_commands) end
 local __t = redis.call('TIME')
 local now = tonumber(__t[1]) + tonumber(__t[2]) / 1000000
 """

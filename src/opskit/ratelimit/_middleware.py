@@ -1,0 +1,218 @@
+"""Framework-free middleware logic shared by the ASGI and WSGI adapters."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry
+
+from opskit._core.clientip import ClientIP, IPNetwork, parse_ip
+from opskit._core.clock import Clock
+from opskit._core.http import Headers
+from opskit.ratelimit._algo import Decision
+from opskit.ratelimit._keys import KeyFunc, Request, by_ip
+from opskit.ratelimit._limiter import ConcurrencyLimiter, RateLike, RateLimiter, _rates
+
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+HeaderStyle = Literal["ietf", "legacy", "both", "none"]
+
+
+@dataclass
+class Rule:
+    """Which requests a limit applies to, and how.
+
+    ``path`` is a glob (``"/api/*"``); ``methods`` restricts it (None: all).
+    First matching rule wins. ``key`` makes the key from the request (None: not
+    limited). ``count``: ``"all"`` requests, only ``"failures"`` (status >= 400:
+    login protection) or only ``"successes"``. ``mode="delay"`` slows requests
+    past the limit (each waits ``delay`` more than the last, up to ``max_delay``)
+    instead of rejecting them. ``limiter`` may be a ``ConcurrencyLimiter`` (or a
+    ready ``RateLimiter``) instead of ``rates``.
+    """
+
+    path: str
+    methods: Sequence[str] | None = None
+    rates: RateLike | Sequence[RateLike] | None = None
+    key: KeyFunc = by_ip
+    count: Literal["all", "failures", "successes"] = "all"
+    limiter: RateLimiter | ConcurrencyLimiter | None = None
+    mode: Literal["reject", "delay"] = "reject"
+    delay: float = 0.5
+    max_delay: float = 5.0
+    algorithm: str = "gcra"
+    name: str | None = None
+    _methods: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.rates is None) == (self.limiter is None):
+            raise ValueError(f"rule {self.path!r}: give exactly one of rates= or limiter=")
+        if self.count not in ("all", "failures", "successes"):
+            raise ValueError(f"rule {self.path!r}: count must be all, failures or successes")
+        if self.mode not in ("reject", "delay"):
+            raise ValueError(f"rule {self.path!r}: mode must be reject or delay")
+        if not (self.delay >= 0 and self.max_delay >= 0):
+            raise ValueError(f"rule {self.path!r}: delay and max_delay must be >= 0")
+        if isinstance(self.limiter, ConcurrencyLimiter) and (
+            self.count != "all" or self.mode != "reject"
+        ):
+            raise ValueError(f"rule {self.path!r}: a concurrency limit counts all, rejecting")
+        if self.rates is not None:
+            _rates(self.rates)  # malformed rates fail now, naming the string
+        self._methods = frozenset(m.upper() for m in self.methods or ())
+
+    def matches(self, method: str, path: str) -> bool:
+        if self._methods and method.upper() not in self._methods:
+            return False
+        return fnmatch.fnmatchcase(path, self.path)
+
+
+class Core:
+    """Rules, limiters and headers, for one middleware instance."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        store: Any = None,
+        trusted_proxies: Iterable[str] = (),
+        headers: HeaderStyle = "ietf",
+        exempt: Sequence[str] = (),
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if headers not in ("ietf", "legacy", "both", "none"):
+            raise ValueError(f"headers must be ietf, legacy, both or none, not {headers!r}")
+        self.rules = list(rules)
+        self.headers = headers
+        self.exempt = tuple(exempt)
+        self.client_ip = ClientIP(trusted_proxies)
+        self.limiters: list[RateLimiter | ConcurrencyLimiter] = []
+        for i, rule in enumerate(self.rules):
+            if rule.limiter is not None:
+                self.limiters.append(rule.limiter)
+            else:
+                assert rule.rates is not None
+                name = rule.name or f"rule{i}:{rule.path}"
+                lim = RateLimiter(name, rule.rates, algorithm=rule.algorithm, store=store,
+                                  clock=clock, registry=registry)  # fmt: skip
+                self.limiters.append(lim)
+        self.excess: dict[tuple[int, str], int] = {}
+        self.policy_headers = [self._policy(lim) for lim in self.limiters]
+
+    def match(self, method: str, path: str) -> int | None:
+        for pattern in self.exempt:
+            if fnmatch.fnmatchcase(path, pattern):
+                return None
+        for i, rule in enumerate(self.rules):
+            if rule.matches(method, path):
+                return i
+        return None
+
+    def request(self, method: str, path: str, headers: Headers, peer: str | None,
+                raw: Any) -> Request:  # fmt: skip
+        return Request(method, path, headers, self.client_ip.resolve(peer, headers), raw)
+
+    @staticmethod
+    def _policy(limiter: Any) -> str:
+        if not isinstance(limiter, RateLimiter):
+            return ""
+        parts = []
+        for i, r in enumerate(limiter.rates):
+            w = int(r.per) if r.per == int(r.per) else r.per
+            parts.append(f'"{_token(limiter.name)}-{i}";q={r.limit};w={w}')
+        return ", ".join(parts)
+
+    def rate_headers(self, index: int, d: Decision | None) -> list[tuple[str, str]]:
+        if d is None or self.headers == "none":
+            return []
+        limiter = self.limiters[index]
+        out: list[tuple[str, str]] = []
+        reset = max(0, math.ceil(d.reset_after))
+        if self.headers in ("ietf", "both") and isinstance(limiter, RateLimiter):
+            i = limiter.rates.index(d.rate)
+            out.append(("RateLimit-Policy", self.policy_headers[index]))
+            out.append(("RateLimit", f'"{_token(limiter.name)}-{i}";r={d.remaining};t={reset}'))
+        if self.headers in ("legacy", "both"):
+            out += [("X-RateLimit-Limit", str(d.limit)),
+                    ("X-RateLimit-Remaining", str(d.remaining)),
+                    ("X-RateLimit-Reset", str(reset))]  # fmt: skip
+        return out
+
+    def rejection(self, index: int, d: Decision | None, retry_after: float
+                  ) -> tuple[list[tuple[str, str]], dict[str, Any]]:  # fmt: skip
+        retry = max(1, math.ceil(retry_after))
+        headers = [("Retry-After", str(retry)), *self.rate_headers(index, d)]
+        body = {"type": QUOTA_EXCEEDED, "detail": "too many requests; retry later",
+                "retry_after": retry}  # fmt: skip
+        return headers, body
+
+    def next_delay(self, index: int, key: str) -> float:
+        rule = self.rules[index]
+        n = self.excess.get((index, key), 0) + 1
+        if len(self.excess) > 100_000:
+            self.excess.clear()  # bounded memory under a key scan
+        self.excess[(index, key)] = n
+        self.limiters[index].counts["delayed"] += 1
+        return min(rule.delay * n, rule.max_delay)
+
+    def allowed(self, index: int, key: str) -> None:
+        if self.excess:
+            self.excess.pop((index, key), None)
+
+    def counts_status(self, index: int, status: int) -> bool:
+        count = self.rules[index].count
+        return status >= 400 if count == "failures" else status < 400
+
+
+def _token(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.:/" else "_" for c in name)
+
+
+class IPFilter:
+    """Allow and deny lists of networks, globally and per path glob."""
+
+    def __init__(
+        self,
+        *,
+        allow: Iterable[str] = (),
+        deny: Iterable[str] = (),
+        rules: Mapping[str, Iterable[str]] | None = None,
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
+        self.allow = _nets(allow, "allow")
+        self.deny = _nets(deny, "deny")
+        self.rules = [(glob, _nets(nets, glob)) for glob, nets in (rules or {}).items()]
+        self.client_ip = ClientIP(trusted_proxies)
+
+    def permits(self, path: str, headers: Headers, peer: str | None) -> bool:
+        ip = self.client_ip.resolve(peer, headers)
+        addr = parse_ip(ip) if ip else None
+        if addr is None:
+            return not (self.allow or self.rules)  # unknown client: only if nothing is required
+        if any(_within(addr, n) for n in self.deny):
+            return False
+        if self.allow and not any(_within(addr, n) for n in self.allow):
+            return False
+        for glob, nets in self.rules:
+            if fnmatch.fnmatchcase(path, glob):
+                return any(_within(addr, n) for n in nets)
+        return True
+
+
+def _within(addr: Any, net: IPNetwork) -> bool:
+    return bool(addr.version == net.version and addr in net)
+
+
+def _nets(values: Iterable[str], what: str) -> list[IPNetwork]:
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            raise ValueError(f"{what}: not a network in CIDR form: {v!r}") from None
+    return out

@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from opskit._core.redis import (
+    LUA_NOW,
+    OutageTracker,
+    RedisError,
+    Script,
+    is_async_client,
+    tagged_key,
+    validate_on_error,
+)
+from opskit.ratelimit._algo import Decision
+from opskit.ratelimit._memory import MemoryStore
+from opskit.ratelimit._rate import Rate
+
+# KEYS[1]: the key's hash (one field per rate).
+# ARGV: algorithm, cost, commit (1|0), ttl seconds, n, then limit, period for each rate.
+_HIT = Script(
+    LUA_NOW
+    + """
+local alg, cost, commit = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local ttl, n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local oks, rems, resets, retries, news = {}, {}, {}, {}, {}
+local all = true
+for i = 1, n do
+  local L, P = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  local raw = redis.call('HGET', KEYS[1], tostring(i))
+  local ok, rem, reset, retry, new = false, 0, 0, 0, nil
+  if alg == 'gcra' then
+    local T = P / L
+    local tat = now
+    if raw then tat = tonumber(raw) end
+    local base = math.max(tat, now)
+    local used = base + cost * T - now
+    if used <= P + 1e-9 then
+      ok, rem, reset, new = true, math.floor((P - used) / T + 1e-9), used, tostring(base + cost * T)
+    else
+      rem = math.max(0, math.floor((P - (base - now)) / T + 1e-9))
+      reset, retry = base - now, used - P
+    end
+  elseif alg == 'fixed_window' then
+    local w = math.floor(now / P)
+    local count = 0
+    if raw then
+      local sw, sc = string.match(raw, '^([^:]+):(.+)$')
+      if tonumber(sw) == w then count = tonumber(sc) end
+    end
+    reset = (w + 1) * P - now
+    if count + cost <= L then
+      ok, rem, new = true, L - count - cost, tostring(w) .. ':' .. tostring(count + cost)
+    else
+      rem, retry = math.max(0, L - count), reset
+    end
+  else
+    local w = math.floor(now / P)
+    local prev, curr = 0, 0
+    if raw then
+      local sw, sp, sc = string.match(raw, '^([^:]+):([^:]+):(.+)$')
+      sw = tonumber(sw)
+      if sw == w then prev, curr = tonumber(sp), tonumber(sc)
+      elseif sw == w - 1 then prev = tonumber(sc) end
+    end
+    local elapsed = now - w * P
+    local estimate = prev * (1 - elapsed / P) + curr
+    reset = P - elapsed
+    if curr + cost > 0 then reset = reset + P end
+    if estimate + cost <= L + 1e-9 then
+      ok = true
+      rem = math.max(0, math.floor(L - estimate - cost + 1e-9))
+      new = tostring(w) .. ':' .. tostring(prev) .. ':' .. tostring(curr + cost)
+    else
+      local room = L - cost
+      if curr <= room and prev > 0 then
+        retry = P * (1 - (room - curr) / prev) - elapsed
+      else
+        retry = P - elapsed
+        if curr > 0 then retry = retry + P * (1 - room / curr) end
+      end
+      retry = math.max(retry, 0)
+      rem = math.max(0, math.floor(L - estimate + 1e-9))
+    end
+  end
+  oks[i], rems[i], resets[i], retries[i], news[i] = ok, rem, reset, retry, new
+  if not ok then all = false end
+end
+local pick = 1
+for i = 2, n do
+  if all then
+    if rems[i] < rems[pick] or (rems[i] == rems[pick] and resets[i] > resets[pick]) then
+      pick = i
+    end
+  else
+    if retries[i] > retries[pick] or (retries[i] == retries[pick] and rems[i] < rems[pick]) then
+      pick = i
+    end
+  end
+end
+local remaining = rems[pick]
+if all then
+  if commit then
+    for i = 1, n do redis.call('HSET', KEYS[1], tostring(i), news[i]) end
+    redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000))
+  end
+else
+  for i = 1, n do remaining = math.min(remaining, rems[i]) end
+end
+return (all and '1' or '0') .. ' ' .. pick .. ' ' .. remaining .. ' ' .. resets[pick] .. ' '
+  .. retries[pick]
+"""
+)
+
+# The common case, one GCRA rate: one string key holding the TAT.
+# KEYS[1]: the key. ARGV: emission interval T, period P, cost, commit (1|0), ttl ms
+_GCRA1 = Script(
+    LUA_NOW
+    + """
+local T, P, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local base = now
+if tat > now then base = tat end
+local used = base + cost * T - now
+if used <= P + 1e-9 then
+  if ARGV[4] == '1' then
+    redis.call('SET', KEYS[1], tostring(base + cost * T), 'PX', ARGV[5])
+  end
+  return '1 ' .. math.floor((P - used) / T + 1e-9) .. ' ' .. used .. ' 0'
+end
+return '0 ' .. math.max(0, math.floor((P - (base - now)) / T + 1e-9)) .. ' ' .. (base - now)
+  .. ' ' .. (used - P)
+"""
+)
+
+# KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
+_ACQUIRE_SLOT = Script(
+    LUA_NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tostring(now))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], tostring(now + tonumber(ARGV[3])), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000) + 1000)
+return 1
+"""
+)
+
+_MAX_KEY = 128
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisStore:
+    """Shared limiter state in Redis or Redis Cluster.
+
+    One Lua script, one round trip per decision whatever the number of rates;
+    time from the Redis server's ``TIME``; the keys of one decision under one
+    hash tag; user keys longer than 128 bytes are hashed. ``client`` may be a
+    ``redis.Redis``, a ``RedisCluster`` (use the limiter's sync methods) or a
+    ``redis.asyncio`` client (use ``ahit`` / ``aacquire`` / ``aslot``: the event
+    loop is never blocked). When Redis fails, ``on_error`` decides: ``"local"``
+    (default: keep limiting in-process), ``"allow"``, ``"deny"`` or ``"raise"``.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "opskit:rl:", on_error: str = "local"
+                 ) -> None:  # fmt: skip
+        self.client = client
+        self.prefix = prefix
+        self.on_error = validate_on_error(on_error)
+        self.is_async = is_async_client(client)
+        self.local = MemoryStore()
+        self.tracker = OutageTracker("ratelimit", "RedisStore")
+        self._specs: dict[tuple[Any, ...], tuple[Script, str, list[str]]] = {}
+
+    def key(self, name: str, key: str, kind: str = "") -> str:
+        if len(key) > _MAX_KEY // 4:  # may be longer than 128 bytes in UTF-8
+            raw = key.encode("utf-8", "surrogatepass")
+            if len(raw) > _MAX_KEY:
+                key = "sha256:" + hashlib.sha256(raw).hexdigest()
+        whole = f"{name}{kind}:{key}"
+        if "{" in whole or "}" in whole or "%" in whole:
+            return tagged_key(self.prefix, whole)
+        return f"{self.prefix}{{{whole}}}"  # the same key tagged_key builds, without escaping
+
+    @staticmethod
+    def _args(algorithm: str, rates: Sequence[Rate], cost: int, ttl: float, commit: bool
+              ) -> list[str]:  # fmt: skip
+        args = [algorithm, str(cost), "1" if commit else "0", repr(ttl), str(len(rates))]
+        for r in rates:
+            args += [str(r.limit), repr(float(r.per))]
+        return args
+
+    @staticmethod
+    def _decision(reply: Any, rates: Sequence[Rate]) -> Decision:
+        # One space-separated string: far cheaper for redis-py to read than an array.
+        reply = reply.split()
+        allowed, pick = int(reply[0]), int(reply[1]) - 1
+        rate = rates[pick]
+        return Decision(bool(allowed), rate.limit, int(float(_text(reply[2]))),
+                        float(_text(reply[3])), float(_text(reply[4])), rate)  # fmt: skip
+
+    def _fallback(self, exc: BaseException, rates: Sequence[Rate], local: Any) -> Decision:
+        self.tracker.failed(exc, self.on_error)
+        policy = self.on_error
+        if policy == "raise":
+            raise exc
+        rate = rates[0]
+        if policy == "allow":
+            return Decision(True, rate.limit, rate.limit, 0.0, 0.0, rate)
+        if policy == "deny":
+            return Decision(False, rate.limit, 0, rate.per, rate.per, rate)
+        return local()  # type: ignore[no-any-return]
+
+    def _call(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
+              ttl: float, commit: bool) -> tuple[Script, list[str], list[str]]:  # fmt: skip
+        spec = (name, algorithm, rates, cost, ttl, commit)
+        cached = self._specs.get(spec)
+        if cached is None:
+            if len(self._specs) > 1024:
+                self._specs.clear()
+            if algorithm == "gcra" and len(rates) == 1:
+                r = rates[0]
+                args = [repr(r.per / r.limit), repr(float(r.per)), str(cost),
+                        "1" if commit else "0", str(int(ttl * 1000) + 1)]  # fmt: skip
+                cached = (_GCRA1, "#g", args)
+            else:
+                cached = (_HIT, "", self._args(algorithm, rates, cost, ttl, commit))
+            self._specs[spec] = cached
+        script, kind, args = cached
+        return script, [self.key(name, key, kind)], args
+
+    @staticmethod
+    def _decision1(reply: Any, rate: Rate) -> Decision:
+        ok, remaining, reset, retry = reply.split()
+        return Decision(ok in (b"1", "1"), rate.limit, int(float(remaining)), float(reset),
+                        float(retry), rate)  # fmt: skip
+
+    def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
+            now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
+        script, keys, args = self._call(name, key, algorithm, rates, cost, ttl, commit)
+        try:
+            reply = script.run(self.client, keys, args)
+        except RedisError as exc:
+            return self._fallback(exc, rates, lambda: self.local.hit(
+                name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
+        self.tracker.ok()
+        if script is _GCRA1:
+            return self._decision1(reply, rates[0])
+        return self._decision(reply, rates)
+
+    async def ahit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
+                   now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
+        script, keys, args = self._call(name, key, algorithm, rates, cost, ttl, commit)
+        try:
+            reply = await script.arun(self.client, keys, args)
+        except RedisError as exc:
+            return self._fallback(exc, rates, lambda: self.local.hit(
+                name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
+        self.tracker.ok()
+        if script is _GCRA1:
+            return self._decision1(reply, rates[0])
+        return self._decision(reply, rates)
+
+    def reset(self, name: str, key: str) -> None:
+        self.local.reset(name, key)
+        try:
+            self.client.delete(self.key(name, key), self.key(name, key, "#g"))
+        except RedisError as exc:
+            self.tracker.failed(exc, self.on_error)
+            if self.on_error == "raise":
+                raise
+
+    async def areset(self, name: str, key: str) -> None:
+        self.local.reset(name, key)
+        try:
+            await self.client.delete(self.key(name, key), self.key(name, key, "#g"))
+        except RedisError as exc:
+            self.tracker.failed(exc, self.on_error)
+            if self.on_error == "raise":
+                raise
+
+    # -- concurrency slots -------------------------------------------------------------
+
+    def _slot_fallback(self, exc: BaseException, local: Any) -> bool:
+        self.tracker.failed(exc, self.on_error)
+        if self.on_error == "raise":
+            raise exc
+        if self.on_error == "allow":
+            return True
+        if self.on_error == "deny":
+            return False
+        return bool(local())
+
+    def acquire_slot(self, name: str, key: str, slot: str, limit: int, lease: float,
+                     now: float) -> bool:  # fmt: skip
+        try:
+            got = _ACQUIRE_SLOT.run(self.client, [self.key(name, key, "#slots")],
+                                    [slot, str(limit), repr(lease)])  # fmt: skip
+        except RedisError as exc:
+            return self._slot_fallback(exc, lambda: self.local.acquire_slot(
+                name, key, slot, limit, lease, now))  # fmt: skip
+        self.tracker.ok()
+        return bool(int(got))
+
+    async def aacquire_slot(self, name: str, key: str, slot: str, limit: int, lease: float,
+                            now: float) -> bool:  # fmt: skip
+        try:
+            got = await _ACQUIRE_SLOT.arun(self.client, [self.key(name, key, "#slots")],
+                                           [slot, str(limit), repr(lease)])  # fmt: skip
+        except RedisError as exc:
+            return self._slot_fallback(exc, lambda: self.local.acquire_slot(
+                name, key, slot, limit, lease, now))  # fmt: skip
+        self.tracker.ok()
+        return bool(int(got))
+
+    def release_slot(self, name: str, key: str, slot: str) -> None:
+        self.local.release_slot(name, key, slot)
+        try:
+            self.client.zrem(self.key(name, key, "#slots"), slot)
+        except RedisError as exc:
+            self.tracker.failed(exc, self.on_error)  # the lease reclaims it
+
+    async def arelease_slot(self, name: str, key: str, slot: str) -> None:
+        self.local.release_slot(name, key, slot)
+        try:
+            await self.client.zrem(self.key(name, key, "#slots"), slot)
+        except RedisError as exc:
+            self.tracker.failed(exc, self.on_error)
+
+    def __repr__(self) -> str:
+        return f"RedisStore(prefix={self.prefix!r}, on_error={self.on_error!r})"

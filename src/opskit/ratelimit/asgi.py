@@ -1,0 +1,137 @@
+"""Pure-ASGI rate limiting and IP filtering middleware (FastAPI, Starlette, Litestar, Django)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from opskit._core.asgi import ASGIApp, Message, Receive, Scope, Send, request_headers, send_problem
+from opskit._core.clock import Clock
+from opskit.ratelimit._limiter import ConcurrencyLimiter
+from opskit.ratelimit._middleware import Core, HeaderStyle, IPFilter, Rule
+
+__all__ = ["IPFilterMiddleware", "RateLimitMiddleware", "Rule"]
+
+
+def _with_headers(send: Send, extra: list[tuple[str, str]], seen: list[int]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen.append(int(message["status"]))
+            if extra:
+                raw = list(message.get("headers", []))
+                raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+                message = {**message, "headers": raw}
+        await send(message)
+
+    return wrapped
+
+
+class RateLimitMiddleware:
+    """Limits requests by ``rules`` (first match wins); 429 problem+json when over."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        rules: Sequence[Rule],
+        *,
+        store: Any = None,
+        trusted_proxies: Iterable[str] = (),
+        headers: HeaderStyle = "ietf",
+        exempt: Sequence[str] = (),
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.app = app
+        self.core = Core(rules, store=store, trusted_proxies=trusted_proxies, headers=headers,
+                         exempt=exempt, clock=clock, registry=registry)  # fmt: skip
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        core = self.core
+        method, path = scope["method"], scope["path"]
+        index = core.match(method, path)
+        if index is None:
+            await self.app(scope, receive, send)
+            return
+        headers = request_headers(scope)
+        client = scope.get("client")
+        req = core.request(method, path, headers, client[0] if client else None, scope)
+        rule = core.rules[index]
+        key = rule.key(req)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        limiter = core.limiters[index]
+        if isinstance(limiter, ConcurrencyLimiter):
+            slot = await limiter.atry_acquire(key)
+            if slot is None:
+                limiter.counts["limited"] += 1
+                hdrs, body = core.rejection(index, None, 1.0)
+                await send_problem(send, 429, headers=hdrs, **body)
+                return
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await limiter.arelease(key, slot)
+            return
+        seen: list[int] = []
+        if rule.count == "all":
+            d = await limiter.ahit(key)
+            if not d.allowed:
+                if rule.mode == "delay":
+                    await self._sleep(core.next_delay(index, key))
+                else:
+                    hdrs, body = core.rejection(index, d, d.retry_after)
+                    await send_problem(send, 429, headers=hdrs, **body)
+                    return
+            else:
+                core.allowed(index, key)
+            await self.app(scope, receive, _with_headers(send, core.rate_headers(index, d), seen))
+            return
+        d = await limiter.apeek(key)
+        if not d.allowed:
+            hdrs, body = core.rejection(index, d, d.retry_after)
+            await send_problem(send, 429, headers=hdrs, **body)
+            return
+        try:
+            await self.app(scope, receive, _with_headers(send, core.rate_headers(index, d), seen))
+        finally:
+            if seen and core.counts_status(index, seen[0]):
+                await limiter.ahit(key)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self.clock is not None:
+            await self.clock.asleep(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+
+class IPFilterMiddleware:
+    """Allow/deny client networks (CIDR), globally and per path glob; 403 problem+json."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allow: Iterable[str] = (),
+        deny: Iterable[str] = (),
+        rules: Mapping[str, Iterable[str]] | None = None,
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.filter = IPFilter(allow=allow, deny=deny, rules=rules, trusted_proxies=trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            if not self.filter.permits(scope["path"], request_headers(scope),
+                                       client[0] if client else None):  # fmt: skip
+                await send_problem(send, 403, detail="your network may not use this resource")
+                return
+        await self.app(scope, receive, send)

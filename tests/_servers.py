@@ -1,0 +1,58 @@
+"""Real servers for end-to-end adapter tests: uvicorn (ASGI) and waitress (WSGI)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+import waitress
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def run_asgi(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
+    port = free_port()
+    # proxy_headers=False: uvicorn would otherwise rewrite the client address from
+    # X-Forwarded-For itself (it trusts 127.0.0.1 by default), before any middleware.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off", proxy_headers=False)  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:  # polling a real server's start-up, not waiting for time
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def run_wsgi(app: Any) -> Iterator[str]:
+    """Serve ``app`` with waitress on a free loopback port; yield its base URL."""
+    port = free_port()
+    # Pass X-Forwarded-* through (waitress strips them from untrusted peers by default):
+    # the middleware under test decides whom to trust.
+    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4,
+                                    clear_untrusted_proxy_headers=False)  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        thread.join(10)

@@ -1,0 +1,263 @@
+"""The middleware in process (ASGI and WSGI) and end to end behind uvicorn and waitress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from _servers import run_asgi, run_wsgi
+from opskit.ratelimit import ConcurrencyLimiter, by_header, by_ip
+from opskit.ratelimit import asgi as rl_asgi
+from opskit.ratelimit import wsgi as rl_wsgi
+from opskit.ratelimit._middleware import QUOTA_EXCEEDED, Rule
+from opskit.testing import ManualClock
+
+PASSWORD = "correct horse"
+
+
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    status = 200
+    if scope["path"] == "/auth/login":
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        status = 200 if body == PASSWORD.encode() else 401
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    status = "200 OK"
+    if environ["PATH_INFO"] == "/auth/login":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        status = "200 OK" if body == PASSWORD.encode() else "401 Unauthorized"
+    start_response(status, [("Content-Type", "text/plain")])
+    return iter([b"hello"])
+
+
+def rules() -> list[Rule]:
+    return [
+        Rule("/auth/login", methods=["POST"], rates="2/15minutes", key=by_ip, count="failures"),
+        Rule("/api/*", rates="2/minute", key=by_header("X-API-Key")),
+        Rule("/open/*", rates="2/minute", key=by_ip),
+    ]
+
+
+def asgi_stack(**kw: Any) -> Any:
+    kw.setdefault("registry", CollectorRegistry())
+    return rl_asgi.RateLimitMiddleware(asgi_app, rules(), exempt=["/health*"], **kw)
+
+
+def wsgi_stack(**kw: Any) -> Any:
+    kw.setdefault("registry", CollectorRegistry())
+    return rl_wsgi.RateLimitMiddleware(wsgi_app, rules(), exempt=["/health*"], **kw)
+
+
+def check_limited_api(client: httpx.Client) -> None:
+    h = {"X-API-Key": "secret-key-1"}
+    first = client.get("/api/items", headers=h)
+    assert first.status_code == 200
+    assert first.headers["RateLimit-Policy"] == '"rule1:/api/_-0";q=2;w=60'
+    assert first.headers["RateLimit"] == '"rule1:/api/_-0";r=1;t=30'
+    assert client.get("/api/items", headers=h).status_code == 200
+    denied = client.get("/api/items", headers=h)
+    assert denied.status_code == 429
+    assert denied.headers["content-type"] == "application/problem+json"
+    assert int(denied.headers["Retry-After"]) == 30
+    doc = denied.json()
+    assert doc["type"] == QUOTA_EXCEEDED and doc["status"] == 429 and doc["retry_after"] == 30
+    assert "secret-key-1" not in denied.text
+    assert client.get("/api/items", headers={"X-API-Key": "other"}).status_code == 200
+    assert client.get("/api/items").status_code == 200  # no key: not limited by the rule
+    for _ in range(5):
+        assert client.get("/health/live").status_code == 200  # exempt
+        assert client.get("/elsewhere").status_code == 200  # no rule
+
+
+def check_login_failures(client: httpx.Client) -> None:
+    for _ in range(5):  # successes are not counted
+        assert client.post("/auth/login", content=PASSWORD).status_code == 200
+    assert client.post("/auth/login", content="guess1").status_code == 401
+    assert client.post("/auth/login", content="guess2").status_code == 401
+    blocked = client.post("/auth/login", content=PASSWORD)
+    assert blocked.status_code == 429  # even the right password, once 2 failures were counted
+    assert int(blocked.headers["Retry-After"]) >= 400
+
+
+def check_forged_forwarded_for_is_ignored(client: httpx.Client) -> None:
+    codes = [client.get("/open/x", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+             for i in range(3)]  # fmt: skip
+    assert codes == [200, 200, 429]  # the peer is not a trusted proxy: XFF changes nothing
+
+
+async def test_asgi_in_process() -> None:
+    transport = httpx.ASGITransport(app=asgi_stack())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        codes = [(await client.get("/open/x")).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        assert (await client.get("/elsewhere")).status_code == 200
+
+
+def test_wsgi_in_process() -> None:
+    transport = httpx.WSGITransport(app=wsgi_stack())
+    with httpx.Client(transport=transport, base_url="http://t") as client:
+        check_limited_api(client)
+        check_login_failures(client)
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "waitress"])
+def test_end_to_end(kind: str) -> None:
+    runner = run_asgi if kind == "uvicorn" else run_wsgi
+    stack = asgi_stack if kind == "uvicorn" else wsgi_stack
+    with runner(stack()) as base, httpx.Client(base_url=base, timeout=10) as client:
+        check_limited_api(client)
+        check_login_failures(client)
+        check_forged_forwarded_for_is_ignored(client)
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "waitress"])
+def test_trusted_proxies_key_by_the_forwarded_client(kind: str) -> None:
+    runner = run_asgi if kind == "uvicorn" else run_wsgi
+    stack = asgi_stack if kind == "uvicorn" else wsgi_stack
+    with (
+        runner(stack(trusted_proxies=["127.0.0.1/32"])) as base,
+        httpx.Client(base_url=base) as client,
+    ):
+        for i in range(3):
+            ok = client.get("/open/x", headers={"X-Forwarded-For": f"6.6.6.6, 203.0.113.{i}"})
+            assert ok.status_code == 200  # three clients behind our proxy
+        same = [client.get("/open/x", headers={"X-Forwarded-For": "198.51.100.1"}).status_code
+                for _ in range(3)]  # fmt: skip
+        assert same == [200, 200, 429]
+
+
+@pytest.mark.parametrize("style", ["legacy", "both", "none"])
+def test_header_styles(style: str) -> None:
+    with run_wsgi(wsgi_stack(headers=style)) as base, httpx.Client(base_url=base) as client:
+        r = client.get("/open/x")
+        assert ("X-RateLimit-Limit" in r.headers) == (style in ("legacy", "both"))
+        assert ("RateLimit" in r.headers) == (style == "both")
+        if style != "none":
+            assert r.headers["X-RateLimit-Remaining"] == "1"
+    with pytest.raises(ValueError, match="headers"):
+        wsgi_stack(headers="x-only")
+
+
+async def test_delay_mode_slows_without_blocking() -> None:
+    clock = ManualClock()
+    app = rl_asgi.RateLimitMiddleware(
+        asgi_app, [Rule("/search", rates="2/minute", mode="delay", delay=0.5, max_delay=1.2)],
+        clock=clock, registry=CollectorRegistry(),
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        codes = [(await client.get("/search")).status_code for _ in range(5)]
+    assert codes == [200] * 5
+    assert clock.sleeps == [0.5, 1.0, 1.2]
+
+
+def test_delay_mode_wsgi() -> None:
+    clock = ManualClock()
+    app = rl_wsgi.RateLimitMiddleware(
+        wsgi_app, [Rule("/search", rates="1/minute", mode="delay", delay=0.25)], clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        assert [client.get("/search").status_code for _ in range(3)] == [200, 200, 200]
+    assert clock.sleeps == [0.25, 0.5]
+
+
+async def test_concurrency_rule() -> None:
+    exports = ConcurrencyLimiter("exports", limit=1, registry=CollectorRegistry())
+    gate = asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await gate.wait()
+        await asgi_app(scope, receive, send)
+
+    app = rl_asgi.RateLimitMiddleware(slow, [Rule("/api/export", limiter=exports)],
+                                      registry=CollectorRegistry())  # fmt: skip
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        first = asyncio.ensure_future(client.get("/api/export"))
+        await asyncio.sleep(0.01)  # let the first request take its slot
+        second = await client.get("/api/export")
+        gate.set()
+        assert second.status_code == 429
+        assert (await first).status_code == 200
+        assert (await client.get("/api/export")).status_code == 200  # released
+
+
+async def test_non_http_scopes_pass_through() -> None:
+    seen = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    mw = rl_asgi.RateLimitMiddleware(app, rules(), registry=CollectorRegistry())
+    await mw({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await mw({"type": "websocket", "path": "/api/x"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "websocket"]
+
+
+def test_rule_validation() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        Rule("/x")
+    with pytest.raises(ValueError, match="malformed rate"):
+        Rule("/x", rates="lots")
+    with pytest.raises(ValueError, match="count"):
+        Rule("/x", rates="1/s", count="some")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="concurrency"):
+        Rule("/x", limiter=ConcurrencyLimiter("c", limit=1, registry=CollectorRegistry()),
+             mode="delay")  # fmt: skip
+
+
+# -- IP filter ---------------------------------------------------------------------------
+
+
+def test_ip_filter_asgi_and_wsgi_end_to_end() -> None:
+    kw: dict[str, Any] = {"deny": ["192.0.2.0/24"], "rules": {"/admin/*": ["10.0.0.0/8"]}}
+    for runner, app in (
+        (run_asgi, rl_asgi.IPFilterMiddleware(asgi_app, **kw)),
+        (run_wsgi, rl_wsgi.IPFilterMiddleware(wsgi_app, **kw)),
+    ):
+        with runner(app) as base, httpx.Client(base_url=base) as client:
+            assert client.get("/public").status_code == 200
+            denied = client.get("/admin/users")
+            assert denied.status_code == 403
+            assert denied.headers["content-type"] == "application/problem+json"
+    only_ten = rl_asgi.IPFilterMiddleware(asgi_app, allow=["10.0.0.0/8"])
+    with run_asgi(only_ten) as base:
+        assert httpx.get(base + "/public").status_code == 403
+    behind = rl_wsgi.IPFilterMiddleware(wsgi_app, deny=["192.0.2.0/24"],
+                                        trusted_proxies=["127.0.0.1/32"])  # fmt: skip
+    with run_wsgi(behind) as base:
+        assert httpx.get(base + "/", headers={"X-Forwarded-For": "192.0.2.9"}).status_code == 403
+        assert httpx.get(base + "/", headers={"X-Forwarded-For": "198.51.100.9"}).status_code == 200
+    with pytest.raises(ValueError, match="CIDR"):
+        rl_asgi.IPFilterMiddleware(asgi_app, allow=["10.0.0.0/99"])
+
+
+def test_problem_body_is_json_and_metrics_count_delays() -> None:
+    reg = CollectorRegistry()
+    app = rl_wsgi.RateLimitMiddleware(wsgi_app, [Rule("/x", rates="1/minute", name="x")],
+                                      registry=reg)  # fmt: skip
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        client.get("/x")
+        body = client.get("/x").text
+    assert json.loads(body)["status"] == 429
+    assert reg.get_sample_value("opskit_ratelimit_decisions_total",
+                                {"name": "x", "decision": "limited"}) == 1  # fmt: skip

@@ -1,0 +1,211 @@
+"""RedisStore on real Redis and Redis Cluster: exactness, one round trip, outages."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+from typing import Any
+
+import pytest
+import redis
+import redis.cluster
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from _redis import RedisServer
+from opskit.ratelimit import ConcurrencyLimiter, RateLimiter, RateLimitExceeded, RedisStore
+
+LONG = "1000000s"  # a period so long that the server clock barely moves within a test
+
+
+def limiter(client: Any, rates: Any, algorithm: str = "gcra", **store_kw: Any) -> RateLimiter:
+    return RateLimiter("t", rates, algorithm=algorithm, registry=CollectorRegistry(),
+                       store=RedisStore(client, **store_kw))  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window", "fixed_window"])
+def test_redis_decisions(redis_client: redis.Redis, algorithm: str) -> None:
+    r = limiter(redis_client, f"5/{LONG}", algorithm)
+    ds = [r.hit("k") for _ in range(6)]
+    assert [d.allowed for d in ds] == [True] * 5 + [False]
+    assert [d.remaining for d in ds[:5]] == [4, 3, 2, 1, 0]
+    assert ds[5].retry_after > 0
+    assert not r.peek("k").allowed
+    r.reset("k")
+    assert r.hit("k").allowed
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    algorithm=st.sampled_from(["gcra", "sliding_window", "fixed_window"]),
+    limit=st.integers(2, 9),
+    costs=st.lists(st.integers(1, 3), min_size=1, max_size=25),
+)
+def test_redis_never_admits_more_than_the_limit(
+    redis_server: Any, algorithm: str, limit: int, costs: list[int]
+) -> None:
+    client = redis_server.client()
+    client.delete("opskit:rl:{t:prop}")
+    r = limiter(client, [f"{limit}/{LONG}", f"{limit + 5}/{LONG}"], algorithm)
+    used = 0
+    for cost in costs:
+        if cost > limit:
+            continue
+        d = r.hit("prop", cost=cost)
+        # Time barely moves against the period: a hit passes exactly when it fits.
+        assert d.allowed == (used + cost <= limit)
+        if d.allowed:
+            used += cost
+    client.close()
+
+
+def test_one_round_trip_per_decision_whatever_the_rates(redis_client: redis.Redis) -> None:
+    r = limiter(redis_client, ["100/second", "1000/minute", "10000/hour"])
+    r.hit("warm")
+    redis_client.config_resetstat()
+    for _ in range(50):
+        r.hit("k")
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 50
+    # Everything else ran inside the script (commandstats counts those too).
+    inside = {"cmdstat_time", "cmdstat_hget", "cmdstat_hset", "cmdstat_pexpire"}
+    assert set(stats) - {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat"} <= inside
+
+
+def test_long_keys_are_hashed(redis_client: redis.Redis) -> None:
+    r = limiter(redis_client, "1/minute")
+    r.hit("x" * 1000)
+    keys = redis_client.keys("*")
+    assert len(keys) == 1 and len(keys[0]) < 120
+    assert b"sha256:" in keys[0]
+    assert not r.hit("x" * 1000).allowed
+
+
+def test_noscript_after_restart_and_outage_policies(restartable_redis: RedisServer) -> None:
+    client = restartable_redis.client(socket_timeout=1, socket_connect_timeout=1)
+    client.flushdb()
+    local = limiter(client, "2/minute", on_error="local")
+    results = {p: limiter(client, "2/minute", on_error=p) for p in ("allow", "deny", "raise")}
+    assert local.hit("k").allowed
+    restartable_redis.kill()
+    with structlog.testing.capture_logs() as logs:
+        # local: keeps limiting in-process
+        assert [local.hit("k").allowed for _ in range(3)] == [True, True, False]
+    assert [e["event"] for e in logs].count("ratelimit.store_unavailable") == 1
+    assert results["allow"].hit("k").allowed
+    assert not results["deny"].hit("k").allowed
+    with pytest.raises(redis.ConnectionError):
+        results["raise"].hit("k")
+    assert local.store.tracker.errors == 3
+    restartable_redis.start()  # empty, and without the script: NOSCRIPT is handled
+    with structlog.testing.capture_logs() as logs:
+        assert local.hit("k").allowed
+    assert "ratelimit.store_recovered" in [e["event"] for e in logs]
+    reg = CollectorRegistry()
+    counted = RateLimiter("c", "1/s", store=local.store, registry=reg)
+    assert reg.get_sample_value("opskit_ratelimit_store_errors_total", {"name": "c"}) == 3
+    counted.close()
+    client.close()
+
+
+def test_two_rates_on_the_cluster(cluster_client: Any) -> None:
+    r = limiter(cluster_client, [f"3/{LONG}", f"5/{LONG}"])
+    for i in range(20):  # keys spread over the three masters
+        assert [r.hit(f"user:{i}").allowed for _ in range(4)] == [True, True, True, False]
+
+
+async def test_asyncio_client(aredis_client: Any) -> None:
+    r = limiter(aredis_client, f"2/{LONG}", "sliding_window")
+    assert (await r.ahit("k")).allowed
+    assert (await r.apeek("k")).remaining == 0
+    assert (await r.ahit("k")).allowed
+    assert not (await r.ahit("k")).allowed
+    await r.areset("k")
+    assert (await r.ahit("k")).allowed
+
+
+def test_concurrency_limiter_on_redis(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    a = ConcurrencyLimiter("exports", limit=2, lease=60, store=store, registry=CollectorRegistry())
+    b = ConcurrencyLimiter("exports", limit=2, lease=60, store=store, registry=CollectorRegistry())
+    with a.slot("acme"), b.slot("acme"), pytest.raises(RateLimitExceeded), a.slot("acme"):
+        pass
+    with a.slot("acme"), b.slot("acme"):
+        pass
+    dead = a.try_acquire("acme")  # its holder died
+    assert dead is not None
+    key = store.key("exports", "acme", "#slots")
+    redis_client.zadd(key, {dead: 0})  # ... and its lease ran out on the server
+    with a.slot("acme"), b.slot("acme"):
+        pass
+
+
+async def test_concurrency_limiter_async_redis(aredis_client: Any) -> None:
+    c = ConcurrencyLimiter("jobs", limit=1, store=RedisStore(aredis_client),
+                           registry=CollectorRegistry())  # fmt: skip
+    async with c.aslot("t"):
+        with pytest.raises(RateLimitExceeded):
+            async with c.aslot("t"):
+                pass
+    async with c.aslot("t"):
+        pass
+
+
+# -- exactness under contention: 4 processes x 16 workers on one key ---------------------
+
+
+def _worker_process(url: str, cluster: bool, rates: list[str], n: int, admitted: Any,
+                    barrier: Any) -> None:  # fmt: skip
+    if cluster:
+        host, port = url.split(":")
+        client: Any = redis.cluster.RedisCluster(host=host, port=int(port))
+    else:
+        client = redis.Redis.from_url(url)
+    r = RateLimiter("contend", rates, store=RedisStore(client), registry=CollectorRegistry())
+    barrier.wait()
+    local = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(n):
+            if r.hit("one-key").allowed:
+                with lock:
+                    local[0] += 1
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with admitted.get_lock():
+        admitted.value += local[0]
+
+
+@pytest.mark.parametrize("where", ["standalone", "cluster"])
+def test_four_processes_admit_exactly_n(
+    where: str, redis_server: Any, redis_cluster: Any, request: Any
+) -> None:
+    if where == "standalone":
+        client: Any = redis.Redis.from_url(redis_server.url)
+        url, cluster = redis_server.url, False
+        rates = [f"50/{LONG}"]
+    else:
+        host, port = redis_cluster.startup_nodes[0]
+        client = redis.cluster.RedisCluster(host=host, port=port)
+        url, cluster = f"{host}:{port}", True
+        rates = [f"80/{LONG}", f"50/{LONG}"]
+    client.flushall()
+    ctx = mp.get_context("spawn")
+    admitted = ctx.Value("i", 0)
+    barrier = ctx.Barrier(4)
+    args = (url, cluster, rates, 3, admitted, barrier)
+    procs = [ctx.Process(target=_worker_process, args=args) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert admitted.value == 50  # 192 attempts, a limit of 50: not 51, not 49
+    client.close()
