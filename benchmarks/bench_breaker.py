@@ -10,12 +10,6 @@ pybreaker; opskit's Redis store closed path within 2x of in-process.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,66 +19,10 @@ import redis
 from prometheus_client import CollectorRegistry
 from purgatory import AsyncCircuitBreakerFactory, SyncCircuitBreakerFactory
 
+from _bench import REPEAT, abench, aok, bench, ok, redis_url
 from opskit.breaker import CircuitBreaker, CountWindow, RedisBreakerStore, TimeWindow
 
 N = 100_000
-REPEAT = 5
-
-
-def bench(fn: Callable[[], Any], n: int = N) -> float:
-    best = float("inf")
-    for _ in range(REPEAT):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e9
-
-
-def abench(fn: Callable[[], Awaitable[Any]], n: int = N) -> float:
-    async def run() -> float:
-        best = float("inf")
-        for _ in range(REPEAT):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                await fn()
-            best = min(best, time.perf_counter() - t0)
-        return best / n * 1e9
-
-    return asyncio.run(run())
-
-
-def ok() -> int:
-    return 1
-
-
-async def aok() -> int:
-    return 1
-
-
-def start_redis() -> tuple[str, subprocess.Popen[bytes] | None]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url, None
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server not found (or set REDIS_URL)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.mkdtemp()],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(500):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.01)
-    return f"redis://127.0.0.1:{port}/0", proc
 
 
 def opskit_breaker(**kw: Any) -> CircuitBreaker:
@@ -93,11 +31,11 @@ def opskit_breaker(**kw: Any) -> CircuitBreaker:
 
 def main() -> None:
     print(f"opskit.breaker benchmark: closed path, ns per call (best of {REPEAT})\n")
-    sync: dict[str, float] = {"bare call": bench(ok)}
-    sync["opskit CountWindow(100)"] = bench(opskit_breaker(window=CountWindow(100))(ok))
-    sync["opskit TimeWindow(60)"] = bench(opskit_breaker(window=TimeWindow(60))(ok))
-    sync["pybreaker"] = bench(pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)(ok))
-    sync["circuitbreaker (fabfuel)"] = bench(circuitbreaker.circuit(failure_threshold=5)(ok))
+    sync: dict[str, float] = {"bare call": bench(ok, N)}
+    sync["opskit CountWindow(100)"] = bench(opskit_breaker(window=CountWindow(100))(ok), N)
+    sync["opskit TimeWindow(60)"] = bench(opskit_breaker(window=TimeWindow(60))(ok), N)
+    sync["pybreaker"] = bench(pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)(ok), N)
+    sync["circuitbreaker (fabfuel)"] = bench(circuitbreaker.circuit(failure_threshold=5)(ok), N)
     sync["purgatory"] = bench(SyncCircuitBreakerFactory()("bench")(ok), N // 5)
 
     async def purgatory_async() -> Callable[[], Awaitable[int]]:
@@ -105,10 +43,10 @@ def main() -> None:
         await factory.initialize()
         return factory("bench")(aok)  # type: ignore[no-any-return]
 
-    asyn: dict[str, float] = {"bare call": abench(aok)}
-    asyn["opskit CountWindow(100)"] = abench(opskit_breaker(window=CountWindow(100))(aok))
-    asyn["opskit TimeWindow(60)"] = abench(opskit_breaker(window=TimeWindow(60))(aok))
-    asyn["circuitbreaker (fabfuel)"] = abench(circuitbreaker.circuit(failure_threshold=5)(aok))
+    asyn: dict[str, float] = {"bare call": abench(aok, N)}
+    asyn["opskit CountWindow(100)"] = abench(opskit_breaker(window=CountWindow(100))(aok), N)
+    asyn["opskit TimeWindow(60)"] = abench(opskit_breaker(window=TimeWindow(60))(aok), N)
+    asyn["circuitbreaker (fabfuel)"] = abench(circuitbreaker.circuit(failure_threshold=5)(aok), N)
     try:
         pa = asyncio.run(purgatory_async())
         asyn["purgatory"] = abench(pa, N // 5)
@@ -128,13 +66,12 @@ def main() -> None:
     print(f"  target: >= 3x faster than pybreaker -> {sync['pybreaker'] / best:.1f}x (count), "
           f"{sync['pybreaker'] / timew:.1f}x (time)")  # fmt: skip
 
-    url, proc = start_redis()
-    try:
+    with redis_url() as url:
         client = redis.Redis.from_url(url)
         client.flushdb()
         store = RedisBreakerStore(client, prefix="bench:", sync_interval=0.5)
-        r_count = bench(opskit_breaker(window=CountWindow(100), store=store)(ok))
-        r_time = bench(opskit_breaker(window=TimeWindow(60), store=store)(ok))
+        r_count = bench(opskit_breaker(window=CountWindow(100), store=store)(ok), N)
+        r_time = bench(opskit_breaker(window=TimeWindow(60), store=store)(ok), N)
         storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace="pb")
         pb_redis = bench(pybreaker.CircuitBreaker(state_storage=storage)(ok), N // 20)
         raw = bench(lambda: client.ping(), N // 50)
@@ -146,10 +83,6 @@ def main() -> None:
         print(f"  pybreaker-redis / opskit-redis: {pb_redis / r_count:.0f}x")
         print(f"  target: opskit Redis closed path within 2x of in-process -> "
               f"{r_count / best:.2f}x (count), {r_time / timew:.2f}x (time)")  # fmt: skip
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait()
 
 
 if __name__ == "__main__":

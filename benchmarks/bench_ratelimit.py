@@ -15,14 +15,9 @@ throughput and faster than slowapi.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import limits
@@ -31,27 +26,11 @@ import limits.strategies
 import redis
 from prometheus_client import CollectorRegistry
 
+from _bench import bench, free_port, redis_url
 from opskit.ratelimit import RateLimiter, RedisStore, by_ip
 from opskit.ratelimit.asgi import RateLimitMiddleware, Rule
 
-REPEAT = 5
 BIG = "1000000000/hour"  # never limits: measures the decision, not the rejection
-
-
-def bench(fn: Callable[[], Any], n: int) -> float:
-    best = float("inf")
-    for _ in range(REPEAT):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e9
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def memory() -> None:
@@ -80,30 +59,8 @@ def memory() -> None:
         print(f"  limits fixed / opskit {alg:15} {ratio:5.1f}x (target >= 4x)")
 
 
-def start_redis() -> tuple[str, subprocess.Popen[bytes] | None]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url, None
-    port = free_port()
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server not found (or set REDIS_URL)")
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tempfile.mkdtemp()],
-                            stdout=subprocess.DEVNULL)  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(500):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.01)
-    return f"redis://127.0.0.1:{port}/0", proc
-
-
 def on_redis() -> None:
-    url, proc = start_redis()
-    try:
+    with redis_url() as url:
         client = redis.Redis.from_url(url)
         client.flushdb()
         n = 3000
@@ -127,10 +84,6 @@ def on_redis() -> None:
         g = res["opskit RedisStore gcra"]
         print(f"  opskit gcra / raw EVALSHA: {g / raw:.2f}x (target <= 1.25x)")
         print(f"  limits / opskit gcra: {res['limits Redis fixed window'] / g:.2f}x (target > 1x)")
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait()
 
 
 def make_app(kind: str) -> Any:

@@ -8,53 +8,19 @@ bare call.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 import backoff as backoff_lib
 import stamina
 import tenacity
 from prometheus_client import CollectorRegistry
 
+from _bench import REPEAT, abench, aok, bench, ok
 from opskit.retry import Retry, backoff
 
 N_SYNC = 200_000
 N_ASYNC = 100_000
 N_FLAKY = 5_000
-REPEAT = 5
-
-
-def bench_sync(fn: Callable[[], Any], n: int) -> float:
-    best = float("inf")
-    for _ in range(REPEAT):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e9
-
-
-def bench_async(fn: Callable[[], Awaitable[Any]], n: int) -> float:
-    async def run() -> float:
-        best = float("inf")
-        for _ in range(REPEAT):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                await fn()
-            best = min(best, time.perf_counter() - t0)
-        return best / n * 1e9
-
-    return asyncio.run(run())
-
-
-def ok() -> int:
-    return 1
-
-
-async def aok() -> int:
-    return 1
 
 
 def policy() -> Retry:
@@ -68,16 +34,16 @@ def success_path() -> dict[str, tuple[float, float]]:
     sta = stamina.retry(on=ConnectionError, attempts=3)
     bo = backoff_lib.on_exception(backoff_lib.expo, ConnectionError, max_tries=3)
     return {
-        "bare call": (bench_sync(ok, N_SYNC), bench_async(aok, N_ASYNC)),
-        "opskit Retry": (bench_sync(p(ok), N_SYNC), bench_async(p(aok), N_ASYNC)),
+        "bare call": (bench(ok, N_SYNC), abench(aok, N_ASYNC)),
+        "opskit Retry": (bench(p(ok), N_SYNC), abench(p(aok), N_ASYNC)),
         "tenacity @retry": (
-            bench_sync(ten(ok), N_SYNC // 10),
-            bench_async(ten(aok), N_ASYNC // 10),
+            bench(ten(ok), N_SYNC // 10),
+            abench(ten(aok), N_ASYNC // 10),
         ),
-        "stamina.retry": (bench_sync(sta(ok), N_SYNC // 10), bench_async(sta(aok), N_ASYNC // 10)),
+        "stamina.retry": (bench(sta(ok), N_SYNC // 10), abench(sta(aok), N_ASYNC // 10)),
         "backoff.on_exception": (
-            bench_sync(bo(ok), N_SYNC // 4),
-            bench_async(bo(aok), N_ASYNC // 4),
+            bench(bo(ok), N_SYNC // 4),
+            abench(bo(aok), N_ASYNC // 4),
         ),
     }
 
@@ -111,10 +77,10 @@ def fail_twice_then_succeed() -> dict[str, float]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     try:
         return {
-            "opskit Retry": bench_sync(p(flaky_factory()), N_FLAKY),
-            "tenacity @retry": bench_sync(ten(flaky_factory()), N_FLAKY),
-            "stamina.retry": bench_sync(sta(flaky_factory()), N_FLAKY),
-            "backoff.on_exception": bench_sync(bo(flaky_factory()), N_FLAKY),
+            "opskit Retry": bench(p(flaky_factory()), N_FLAKY),
+            "tenacity @retry": bench(ten(flaky_factory()), N_FLAKY),
+            "stamina.retry": bench(sta(flaky_factory()), N_FLAKY),
+            "backoff.on_exception": bench(bo(flaky_factory()), N_FLAKY),
         }
     finally:
         stamina.set_testing(False)

@@ -1,0 +1,82 @@
+"""Timing and a throwaway redis-server, shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+REPEAT = 5
+
+
+def bench(fn: Callable[[], Any], n: int) -> float:
+    """ns per call of ``fn``, best of ``REPEAT`` runs of ``n`` calls."""
+    best = float("inf")
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e9
+
+
+def abench(fn: Callable[[], Awaitable[Any]], n: int) -> float:
+    """ns per awaited call of ``fn``, best of ``REPEAT`` runs of ``n`` calls."""
+
+    async def run() -> float:
+        best = float("inf")
+        for _ in range(REPEAT):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            best = min(best, time.perf_counter() - t0)
+        return best / n * 1e9
+
+    return asyncio.run(run())
+
+
+def ok() -> int:
+    return 1
+
+
+async def aok() -> int:
+    return 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    """``REDIS_URL``, or a redis-server of our own on a free port for the run."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("redis-server not found (or set REDIS_URL)")
+    port = free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", tempfile.mkdtemp()],
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with socket.socket() as probe:
+            for _ in range(500):
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+                time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait()
