@@ -5,17 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-import waitress
 
+from _servers import run_asgi, run_wsgi
 from opskit.webhooks import GitHub, MemoryReplayStore, StandardWebhooks, Twilio
 from opskit.webhooks import asgi as wasgi
 from opskit.webhooks import wsgi as wwsgi
@@ -24,12 +20,6 @@ from webhooks._wh import SW_SECRET
 CAP = 32 * 1024
 # Bytes that break naive code: non-UTF-8, CRLF, spaces JSON re-serialisation would drop.
 RAW = b'{ "id" : "evt_1",\r\n  "note": "caf\xc3\xa9 \xff\x00" }  \n'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def routes() -> dict[str, Any]:
@@ -117,27 +107,12 @@ def wsgi_stack(counter: Counter) -> Any:
 @pytest.fixture(params=["uvicorn", "waitress"])
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, Counter]]:
     counter = Counter()
-    port = free_port()
     if request.param == "uvicorn":
-        config = uvicorn.Config(asgi_stack(counter), host="127.0.0.1", port=port,
-                                log_level="warning", lifespan="off")  # fmt: skip
-        srv = uvicorn.Server(config)
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not srv.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}", counter
-        srv.should_exit = True
-        thread.join(5)
+        with run_asgi(asgi_stack(counter)) as base:
+            yield base, counter
     else:
-        wsrv = waitress.create_server(wsgi_stack(counter), host="127.0.0.1", port=port, threads=2)
-        thread = threading.Thread(target=wsrv.run, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{port}", counter
-        wsrv.close()
-        thread.join(5)
+        with run_wsgi(wsgi_stack(counter)) as base:
+            yield base, counter
 
 
 def test_app_sees_the_exact_raw_body(server: tuple[str, Counter]) -> None:
