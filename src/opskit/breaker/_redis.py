@@ -259,9 +259,6 @@ class _Binding:
     def remote_permits(self) -> bool:
         return not self.degraded
 
-    def count(self, failure: bool, slow: bool) -> None:
-        """Outcomes are read from the breaker's counters at flush time."""
-
     def opened_locally(self) -> None:
         """A local trip: flush at once so the fleet decides with our outcomes.
 
