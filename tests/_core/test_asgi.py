@@ -56,6 +56,16 @@ async def test_read_body_refuses_a_declared_length_over_the_cap_without_reading(
     assert receive.consumed == []
 
 
+@pytest.mark.parametrize("length", [b"\xc2\xb2", b"12x", b"-1", b"", b" 3 "])
+async def test_read_body_ignores_a_content_length_that_is_not_ascii_digits(length: bytes) -> None:
+    # "\xc2\xb2" is "²" in UTF-8 ("Â²" in latin-1): str.isdigit() says yes, int() says no.
+    receive = make_receive([b"abc"])
+    assert await read_body(scope([(b"content-length", length)]), receive, max_bytes=10) == b"abc"
+    receive = make_receive([b"x" * 11])
+    with pytest.raises(BodyTooLarge):
+        await read_body(scope([(b"content-length", "²".encode())]), receive, max_bytes=10)
+
+
 async def test_read_body_stops_at_the_first_chunk_past_the_cap() -> None:
     receive = make_receive([b"x" * 6, b"x" * 6, b"x" * 6])
     with pytest.raises(BodyTooLarge):

@@ -47,6 +47,7 @@ def test_read_body_without_length_is_empty_unless_input_terminated() -> None:
 
 def test_read_body_tolerates_garbage_length_and_short_input() -> None:
     assert read_body({"wsgi.input": io.BytesIO(b"abc"), "CONTENT_LENGTH": "x"}) == b""
+    assert read_body({"wsgi.input": io.BytesIO(b"abc"), "CONTENT_LENGTH": "²"}) == b""
     assert read_body({"wsgi.input": io.BytesIO(b"ab"), "CONTENT_LENGTH": "10"}) == b"ab"
     assert read_body({}) == b""
 

@@ -186,9 +186,17 @@ def test_memory_store_sweeps_stale_keys() -> None:
     for i in range(5000):
         r.hit(f"ip:{i}")
     clock.advance(10)
-    for _ in range(5000):
-        r.hit("one")
-    assert len(store) < 5000
+    for i in range(5000):
+        r.hit(f"later:{i}")  # new keys trigger sweeps: the 5000 stale ones go
+    assert len(store) <= 5000
+    generic = RateLimiter("g", "5/second", algorithm="sliding_window", store=store,
+                          clock=clock, registry=CollectorRegistry())  # fmt: skip
+    for i in range(3000):
+        generic.hit(f"x:{i}")
+    clock.advance(10)
+    for i in range(3000):
+        generic.hit(f"y:{i}")
+    assert len(store.table("g")) < 6000  # the stale "x:" keys were swept
 
 
 # -- reference models (hypothesis) ------------------------------------------------------

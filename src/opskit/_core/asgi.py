@@ -44,7 +44,9 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int | None = None
     """
     if max_bytes is not None:
         declared = request_headers(scope).get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
+        declared = declared.strip() if declared is not None else None
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
             raise BodyTooLarge(max_bytes)
     chunks: list[bytes] = []
     size = 0

@@ -38,12 +38,12 @@ def parse_ip(value: str) -> IPAddress | None:
         if end < 0:
             return None
         rest = value[end + 1 :]
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
             return None
         value = value[1:end]
     elif value.count(":") == 1:  # IPv4 with a port
         host, _, port = value.partition(":")
-        if not port.isdigit():
+        if not (port.isascii() and port.isdigit()):
             return None
         value = host
     try:

@@ -56,7 +56,8 @@ def read_body(environ: Environ, max_bytes: int | None = None) -> bytes:
     """
     stream = environ.get("wsgi.input")
     raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
-    length: int | None = int(raw_length) if raw_length.isdigit() else None
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    length = int(raw_length) if raw_length.isascii() and raw_length.isdigit() else None
     if length is not None and max_bytes is not None and length > max_bytes:
         raise BodyTooLarge(max_bytes)
     chunks: list[bytes] = []

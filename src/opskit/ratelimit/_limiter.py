@@ -15,7 +15,7 @@ from opskit._core.clock import Clock, resolve_clock
 from opskit._core.telemetry import Metric, publish
 from opskit.ratelimit._algo import ALGORITHMS, Decision, ttl
 from opskit.ratelimit._errors import RateLimitExceeded
-from opskit.ratelimit._memory import MemoryStore
+from opskit.ratelimit._memory import MemoryStore, sweep
 from opskit.ratelimit._rate import Rate
 
 P = ParamSpec("P")
@@ -97,10 +97,9 @@ class RateLimiter:
         interval = per / limit
         keep = self._ttl
         store = self.store
-        data, lock = store._data, store._lock
+        data, lock = store.table(self.name), store._lock
         now_fn = self.clock.monotonic
         counts = self.counts
-        prefix = self.name + ":"
         gcra = self.algorithm == "gcra"
         rates = self.rates
         floor = math.floor
@@ -110,7 +109,7 @@ class RateLimiter:
             if cost != 1:
                 cost = _check_cost(cost, rates)
             now = now_fn()
-            k = prefix + key
+            k = key
             with lock:
                 entry: Any = data.get(k)
                 if gcra:
@@ -136,9 +135,8 @@ class RateLimiter:
                     else:
                         left = max(0, limit - count)
                         d = new(Decision, (False, limit, left, reset, reset, rate))
-                store._ops += 1
-                if store._ops >= 4096:
-                    store._sweep(now)
+                if entry is None and commit and len(data) > data.sweep_at:
+                    sweep(data, now)
             if commit:
                 counts["allowed" if d[0] else "limited"] += 1
             return d

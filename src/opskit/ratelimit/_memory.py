@@ -7,49 +7,54 @@ from typing import Any
 from opskit.ratelimit._algo import Decision, State, decide
 from opskit.ratelimit._rate import Rate
 
-_SWEEP_EVERY = 4096
+_FIRST_SWEEP = 1024
+
+
+class Table(dict[str, Any]):
+    """One limiter's keys: ``key -> (expires, ...state)``."""
+
+    sweep_at = _FIRST_SWEEP
 
 
 class MemoryStore:
     """In-process state (the default). One lock makes check-and-update atomic.
 
-    Keys not seen for longer than their longest period are swept out, so a
-    scan over many IPs or users does not grow memory for ever.
+    Keys not seen for longer than their longest period are swept out when a
+    limiter's table has doubled since the last sweep, so a scan over many IPs
+    or users does not grow memory for ever (and a steady key set costs nothing).
     """
 
     def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
+        self._tables: dict[str, Table] = {}
         self._slots: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
-        self._ops = 0
 
     is_async = False
 
+    def table(self, name: str) -> Table:
+        """The limiter ``name``'s keys (created on first use)."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables.setdefault(name, Table())
+        return table
+
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
             now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
-        key = f"{name}:{key}"
+        table = self.table(name)
         with self._lock:
-            entry = self._data.get(key)
+            entry = table.get(key)
             states: list[State | None] = entry[1] if entry is not None else [None] * len(rates)
             decision, new_states = decide(algorithm, rates, states, now, cost)
             if commit and decision.allowed:
-                self._data[key] = (now + ttl, new_states)
-            self._ops += 1
-            if self._ops >= _SWEEP_EVERY:
-                self._sweep(now)
+                table[key] = (now + ttl, new_states)
+                if entry is None and len(table) > table.sweep_at:
+                    sweep(table, now)
         return decision
 
     def reset(self, name: str, key: str) -> None:
-        key = f"{name}:{key}"
         with self._lock:
-            self._data.pop(key, None)
-            self._slots.pop(key, None)
-
-    def _sweep(self, now: float) -> None:
-        self._ops = 0
-        stale = [k for k, entry in self._data.items() if entry[0] < now]
-        for k in stale:
-            del self._data[k]
+            self.table(name).pop(key, None)
+            self._slots.pop(f"{name}:{key}", None)
 
     # -- concurrency slots -----------------------------------------------------------
 
@@ -80,4 +85,11 @@ class MemoryStore:
             return sum(1 for e in self._slots.get(key, {}).values() if e > now)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return sum(len(t) for t in self._tables.values())
+
+
+def sweep(table: Table, now: float) -> None:
+    """Drop expired keys; sweep again when the table has doubled (call under the lock)."""
+    for k in [k for k, entry in table.items() if entry[0] < now]:
+        del table[k]
+    table.sweep_at = max(_FIRST_SWEEP, 2 * len(table))

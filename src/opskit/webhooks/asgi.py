@@ -134,7 +134,8 @@ async def verify_request(
     headers = Headers.of(request.headers)
     if max_body is not None:
         declared = headers.get("content-length")
-        if declared and declared.strip().isdigit() and int(declared) > max_body:
+        declared = declared.strip() if declared else declared
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
             raise PayloadTooLarge(max_body, scheme=scheme.name)
     stream = getattr(request, "stream", None)
     if max_body is not None and callable(stream) and not hasattr(request, "_body"):
