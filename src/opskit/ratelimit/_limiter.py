@@ -40,7 +40,11 @@ def _check_cost(cost: int, rates: Sequence[Rate]) -> int:
     return cost
 
 
-def _metric_store_errors(name: str, store: Any) -> Iterable[Metric]:
+def _limiter_metrics(name: str, counts: dict[str, int], store: Any) -> Iterable[Metric]:
+    """The metrics every limiter publishes (read at scrape time)."""
+    for decision, n in list(counts.items()):
+        yield Metric("opskit_ratelimit_decisions_total", "counter", "Rate limit decisions.", n,
+                     {"name": name, "decision": decision})  # fmt: skip
     tracker = getattr(store, "tracker", None)
     yield Metric("opskit_ratelimit_store_errors_total", "counter",
                  "Errors from the limiter's shared store.",
@@ -260,11 +264,7 @@ class RateLimiter:
         return decorate
 
     def _metrics(self) -> Iterable[Metric]:
-        for decision, n in list(self.counts.items()):
-            yield Metric("opskit_ratelimit_decisions_total", "counter",
-                         "Rate limit decisions.", n,
-                         {"name": self.name, "decision": decision})  # fmt: skip
-        yield from _metric_store_errors(self.name, self.store)
+        return _limiter_metrics(self.name, self.counts, self.store)
 
     def close(self) -> None:
         self._publication.remove()
@@ -366,11 +366,7 @@ class ConcurrencyLimiter:
             await self.arelease(key, slot)
 
     def _metrics(self) -> Iterable[Metric]:
-        for decision, n in list(self.counts.items()):
-            yield Metric("opskit_ratelimit_decisions_total", "counter",
-                         "Rate limit decisions.", n,
-                         {"name": self.name, "decision": decision})  # fmt: skip
-        yield from _metric_store_errors(self.name, self.store)
+        return _limiter_metrics(self.name, self.counts, self.store)
 
     def close(self) -> None:
         self._publication.remove()

@@ -307,6 +307,11 @@ class Retry:
             return self._retryable(exc)
         return self.retry_if_result is not None and bool(self.retry_if_result(result))
 
+    def _ended_by_error(self, rs: Any) -> None:
+        """tenacity raised: exhaustion was counted by ``_give_up``; anything else is "failed"."""
+        if not hasattr(rs, _REASON):
+            self._outcomes["failed"] += 1
+
     def _finish(self, rs: Any, do: Any) -> Any:
         self._outcomes["recovered" if rs.attempt_number > 1 else "first_try"] += 1
         return do
@@ -327,8 +332,7 @@ class Retry:
             try:
                 do = retrying.iter(rs)
             except BaseException:
-                if not hasattr(rs, _REASON):
-                    self._outcomes["failed"] += 1
+                self._ended_by_error(rs)
                 raise
             if isinstance(do, DoAttempt):
                 try:
@@ -359,8 +363,7 @@ class Retry:
             try:
                 do = await retrying.iter(rs)
             except BaseException:
-                if not hasattr(rs, _REASON):
-                    self._outcomes["failed"] += 1
+                self._ended_by_error(rs)
                 raise
             if isinstance(do, DoAttempt):
                 try:
@@ -479,8 +482,7 @@ class Retry:
             try:
                 do = retrying.iter(rs)
             except BaseException:
-                if not hasattr(rs, _REASON):
-                    self._outcomes["failed"] += 1
+                self._ended_by_error(rs)
                 raise
             if isinstance(do, DoAttempt):
                 yield AttemptManager(retry_state=rs)
@@ -501,8 +503,7 @@ class Retry:
             try:
                 do = await retrying.iter(rs)
             except BaseException:
-                if not hasattr(rs, _REASON):
-                    self._outcomes["failed"] += 1
+                self._ended_by_error(rs)
                 raise
             if isinstance(do, DoAttempt):
                 yield AttemptManager(retry_state=rs)
