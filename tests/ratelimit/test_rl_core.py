@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -263,6 +264,77 @@ def test_memory_matches_the_reference_and_never_over_admits(
         inside = sum(c for t, c in admitted if t0 <= t < t0 + per)
         bound = 2 * limit if algorithm == "fixed_window" else limit + math.ceil(limit)
         assert inside <= bound
+
+
+class GenericStore(MemoryStore):
+    """A MemoryStore the limiter does not recognise, so it takes the generic path."""
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    algorithm=st.sampled_from(["gcra", "fixed_window"]),
+    limit=st.integers(1, 8),
+    per=st.sampled_from([1.0, 3.0, 10.0]),
+    steps=events_strategy,
+)
+def test_fast_paths_decide_exactly_as_the_generic_path(
+    algorithm: str, limit: int, per: float, steps: list[tuple[float, int]]
+) -> None:
+    clock = ManualClock(1000.0)
+    fast = limiter(f"{limit}/{int(per)}s", clock, algorithm)
+    slow = limiter(f"{limit}/{int(per)}s", clock, algorithm, store=GenericStore())
+    assert "hit" in vars(fast) and "hit" not in vars(slow)  # fast path vs generic
+    for dt, cost in steps:
+        clock.advance(dt)
+        cost = min(cost, limit)
+        for a, b in ((fast.peek("k"), slow.peek("k")), (fast.hit("k", cost), slow.hit("k", cost))):
+            assert a == pytest.approx(b, abs=1e-9), (a, b)
+            assert isinstance(a.remaining, int) and a.remaining >= 0
+
+
+def test_fast_path_releases_the_lock_on_a_bad_key() -> None:
+    for alg in ("gcra", "fixed_window"):
+        r = limiter("5/second", ManualClock(0.0), alg)
+        with pytest.raises(TypeError):
+            r.hit(["not", "hashable"])  # type: ignore[arg-type]
+        assert r.hit("k").allowed  # would hang if the lock had been kept
+
+
+def test_fixed_window_table_is_emptied_when_its_window_ends() -> None:
+    clock = ManualClock(0.0)
+    store = MemoryStore()
+    r = limiter("5/minute", clock, "fixed_window", store=store)
+    for i in range(1000):
+        r.hit(f"ip:{i}")
+    assert len(store) == 1000
+    clock.advance(60)
+    assert r.hit("ip:0").remaining == 4  # a new window: nothing carried over
+    assert len(store) == 1
+
+
+def test_decision_counts_lose_nothing_to_threads() -> None:
+    reg = CollectorRegistry()
+    r = RateLimiter("busy", "3000/hour", registry=reg)
+    per_thread = 2000
+
+    def work() -> None:
+        for _ in range(per_thread):
+            r.hit("k")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def sample(decision: str) -> float | None:
+        return reg.get_sample_value("opskit_ratelimit_decisions_total",
+                                    {"name": "busy", "decision": decision})  # fmt: skip
+
+    assert sample("allowed") == 3000
+    assert sample("limited") == 4 * per_thread - 3000
+    assert sample("allowed") == 3000  # reading does not count
+    assert r.counts["delayed"] == 0
 
 
 # -- concurrency limiter -------------------------------------------------------------------

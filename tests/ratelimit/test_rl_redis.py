@@ -74,6 +74,44 @@ def test_one_round_trip_per_decision_whatever_the_rates(redis_client: redis.Redi
     assert set(stats) - {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat"} <= inside
 
 
+class GenericRedisStore(RedisStore):
+    """A RedisStore the limiter does not recognise, so it takes the generic path."""
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "fixed_window", "sliding_window"])
+def test_redis_figures_match_memory(redis_client: redis.Redis, algorithm: str) -> None:
+    fast = limiter(redis_client, f"5/{LONG}", algorithm)
+    generic = RateLimiter("g", f"5/{LONG}", algorithm=algorithm, registry=CollectorRegistry(),
+                          store=GenericRedisStore(redis_client))  # fmt: skip
+    memory = RateLimiter("m", f"5/{LONG}", algorithm=algorithm, registry=CollectorRegistry())
+    for cost in (1, 2, 1, 3, 1, 1):
+        got = [fast.peek("k"), generic.peek("k"), memory.peek("k")]
+        got += [fast.hit("k", cost), generic.hit("k", cost), memory.hit("k", cost)]
+        for a, b in ((got[0], got[2]), (got[1], got[2]), (got[3], got[5]), (got[4], got[5])):
+            assert (a.allowed, a.remaining, a.limit) == (b.allowed, b.remaining, b.limit)
+            if algorithm == "gcra":  # windows are aligned to each store's own clock
+                # the server clock moves a little between the calls
+                assert a.reset_after == pytest.approx(b.reset_after, abs=2.0)
+                assert a.retry_after == pytest.approx(b.retry_after, abs=2.0)
+
+
+def test_gcra_keeps_the_arrival_time_at_full_precision(redis_client: redis.Redis) -> None:
+    r = limiter(redis_client, "1000000/second")  # one microsecond per hit
+    r.hit("k", cost=3)
+    (key,) = redis_client.keys("*")
+    stored = float(redis_client.get(key))
+    # Lua's tostring() keeps 14 digits: 4 decimals at today's epoch, and +3 us is lost.
+    assert stored != round(stored, 4)
+
+
+def test_keys_with_braces_stay_in_one_slot(redis_client: redis.Redis) -> None:
+    r = limiter(redis_client, "1/minute")
+    assert r.hit("a}{b%").allowed
+    assert not r.hit("a}{b%").allowed
+    (key,) = redis_client.keys("*")
+    assert key.count(b"{") == 1 and key.count(b"}") == 1
+
+
 def test_long_keys_are_hashed(redis_client: redis.Redis) -> None:
     r = limiter(redis_client, "1/minute")
     r.hit("x" * 1000)
@@ -112,8 +150,11 @@ def test_noscript_after_restart_and_outage_policies(restartable_redis: RedisServ
 
 def test_two_rates_on_the_cluster(cluster_client: Any) -> None:
     r = limiter(cluster_client, [f"3/{LONG}", f"5/{LONG}"])
+    one = limiter(cluster_client, f"3/{LONG}")  # the one-rate GCRA script
     for i in range(20):  # keys spread over the three masters
         assert [r.hit(f"user:{i}").allowed for _ in range(4)] == [True, True, True, False]
+        assert [one.hit(f"one:{i}").allowed for _ in range(4)] == [True, True, True, False]
+        assert one.peek(f"one:{i}").retry_after > 0
 
 
 async def test_asyncio_client(aredis_client: Any) -> None:

@@ -23,6 +23,7 @@ from opskit._core.telemetry import get_logger
 
 __all__ = [
     "LUA_NOW",
+    "NoScriptError",
     "OnError",
     "OutageTracker",
     "RedisError",
@@ -64,18 +65,20 @@ class Script:
 
     def run(self, client: Any, keys: Keys = (), args: Args = ()) -> Any:
         """Run on a synchronous client; one round trip unless the script was flushed."""
+        # execute_command directly: evalsha() is only a wrapper around it (Cluster
+        # clients route EVALSHA by the keys in these same positions).
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             # EVAL runs it and caches it again on the node that owns the keys.
-            return client.eval(self.source, len(keys), *keys, *args)
+            return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
     async def arun(self, client: Any, keys: Keys = (), args: Args = ()) -> Any:
         """Run on an asyncio client."""
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+            return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
     def __repr__(self) -> str:
         return f"Script(sha={self.sha[:12]}...)"

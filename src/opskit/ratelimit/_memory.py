@@ -11,9 +11,16 @@ _FIRST_SWEEP = 1024
 
 
 class Table(dict[str, Any]):
-    """One limiter's keys: ``key -> (expires, ...state)``."""
+    """One limiter's keys in one layout.
+
+    ``"generic"`` entries are ``(expires, [state per rate])``. The one-rate fast
+    paths keep the theoretical arrival time (``"gcra"``: a float, stale once in
+    the past), or the count in the window ending at ``end`` (``"fixed_window/<per>"``:
+    the table is emptied when its window ends).
+    """
 
     sweep_at = _FIRST_SWEEP
+    end = float("-inf")
 
 
 class MemoryStore:
@@ -25,17 +32,17 @@ class MemoryStore:
     """
 
     def __init__(self) -> None:
-        self._tables: dict[str, Table] = {}
+        self._tables: dict[tuple[str, str], Table] = {}
         self._slots: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     is_async = False
 
-    def table(self, name: str) -> Table:
-        """The limiter ``name``'s keys (created on first use)."""
-        table = self._tables.get(name)
+    def table(self, name: str, layout: str = "generic") -> Table:
+        """The limiter ``name``'s keys in ``layout`` (created on first use)."""
+        table = self._tables.get((name, layout))
         if table is None:
-            table = self._tables.setdefault(name, Table())
+            table = self._tables.setdefault((name, layout), Table())
         return table
 
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
@@ -53,7 +60,9 @@ class MemoryStore:
 
     def reset(self, name: str, key: str) -> None:
         with self._lock:
-            self.table(name).pop(key, None)
+            for (table_name, _), table in self._tables.items():
+                if table_name == name:
+                    table.pop(key, None)
             self._slots.pop(f"{name}:{key}", None)
 
     # -- concurrency slots -----------------------------------------------------------
@@ -90,6 +99,7 @@ class MemoryStore:
 
 def sweep(table: Table, now: float) -> None:
     """Drop expired keys; sweep again when the table has doubled (call under the lock)."""
-    for k in [k for k, entry in table.items() if entry[0] < now]:
+    stale = [k for k, e in table.items() if (e[0] if e.__class__ is tuple else e) <= now]
+    for k in stale:
         del table[k]
     table.sweep_at = max(_FIRST_SWEEP, 2 * len(table))

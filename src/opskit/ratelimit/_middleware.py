@@ -157,7 +157,7 @@ class Core:
         if len(self.excess) > 100_000:
             self.excess.clear()  # bounded memory under a key scan
         self.excess[(index, key)] = n
-        self.limiters[index].counts["delayed"] += 1
+        self.limiters[index].counts.add("delayed")
         return min(rule.delay * n, rule.max_delay)
 
     def allowed(self, index: int, key: str) -> None:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opskit._core.redis import (
     LUA_NOW,
+    NoScriptError,
     OutageTracker,
     RedisError,
     Script,
@@ -18,12 +20,12 @@ from opskit.ratelimit._memory import MemoryStore
 from opskit.ratelimit._rate import Rate
 
 # KEYS[1]: the key's hash (one field per rate).
-# ARGV: algorithm, cost, commit (1|0), ttl seconds, n, then limit, period for each rate.
+# ARGV: algorithm, cost, commit (1|0), ttl milliseconds, n, then limit, period for each rate.
 _HIT = Script(
     LUA_NOW
     + """
 local alg, cost, commit = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
-local ttl, n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = tonumber(ARGV[5])
 local oks, rems, resets, retries, news = {}, {}, {}, {}, {}
 local all = true
 for i = 1, n do
@@ -37,7 +39,8 @@ for i = 1, n do
     local base = math.max(tat, now)
     local used = base + cost * T - now
     if used <= P + 1e-9 then
-      ok, rem, reset, new = true, math.floor((P - used) / T + 1e-9), used, tostring(base + cost * T)
+      ok, rem, reset = true, math.floor((P - used) / T + 1e-9), used
+      new = string.format('%.17g', base + cost * T)
     else
       rem = math.max(0, math.floor((P - (base - now)) / T + 1e-9))
       reset, retry = base - now, used - P
@@ -103,7 +106,7 @@ local remaining = rems[pick]
 if all then
   if commit then
     for i = 1, n do redis.call('HSET', KEYS[1], tostring(i), news[i]) end
-    redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000))
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
   end
 else
   for i = 1, n do remaining = math.min(remaining, rems[i]) end
@@ -113,26 +116,51 @@ return (all and '1' or '0') .. ' ' .. pick .. ' ' .. remaining .. ' ' .. resets[
 """
 )
 
-# The common case, one GCRA rate: one string key holding the TAT.
-# KEYS[1]: the key. ARGV: emission interval T, period P, cost, commit (1|0), ttl ms
-_GCRA1 = Script(
-    LUA_NOW
-    + """
-local T, P, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local base = now
-if tat > now then base = tat end
-local used = base + cost * T - now
-if used <= P + 1e-9 then
-  if ARGV[4] == '1' then
-    redis.call('SET', KEYS[1], tostring(base + cost * T), 'PX', ARGV[5])
+
+def _gcra1_source(rate: Rate, ttl: float) -> str:
+    """The common case, one GCRA rate, with the rate's constants written into the
+    script: the call sends one key and no arguments (``ARGV[1]``: a cost other than
+    1; ``ARGV[2]``: ``'0'`` to peek). The key holds the theoretical arrival time.
+
+    Numbers handed to ``redis.call`` are formatted on every call (about 1.5 µs
+    each), so the TTL is written in as a string.
+
+    The reply is one integer, ``ceil(TAT - now)`` in microseconds before the hit
+    (``TAT`` not before ``now``): itself when the hit was allowed, ``-1 -`` it when
+    denied. The client derives the decision's figures from it and the rate.
+    """
+    interval, ceiling = rate.per / rate.limit, float(rate.per) + 1e-9
+    return (
+        f"-- opskit.ratelimit GCRA {rate}\n"
+        + LUA_NOW
+        + f"""local step = {interval!r}
+if ARGV[1] then step = step * tonumber(ARGV[1]) end
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local us = math.ceil((tat - now) * 1000000)
+if tat - now + step <= {ceiling!r} then
+  if ARGV[2] ~= '0' then
+    redis.call('SET', KEYS[1], tat + step, 'PX', '{int(ttl * 1000) + 1}')
   end
-  return '1 ' .. math.floor((P - used) / T + 1e-9) .. ' ' .. used .. ' 0'
+  return us
 end
-return '0 ' .. math.max(0, math.floor((P - (base - now)) / T + 1e-9)) .. ' ' .. (base - now)
-  .. ' ' .. (used - P)
+return -1 - us
 """
-)
+    )
+
+
+def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
+    """The decision the memory path would give for the offset the script returned
+    (microseconds rounded up: remaining is never overstated)."""
+    limit, per = rate.limit, rate.per
+    interval = per / limit
+    if reply >= 0:
+        used = reply / 1e6 + cost * interval
+        return Decision(True, limit, max(0, int((per - used) / interval + 1e-9)), used, 0.0, rate)
+    ahead = (-1 - reply) / 1e6
+    left = max(0, math.floor((per - ahead) / interval + 1e-9))
+    return Decision(False, limit, left, ahead, max(0.0, ahead + cost * interval - per), rate)
+
 
 # KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
 _ACQUIRE_SLOT = Script(
@@ -147,6 +175,10 @@ return 1
 )
 
 _MAX_KEY = 128
+
+
+def _needs_escape(text: str) -> bool:
+    return "{" in text or "}" in text or "%" in text
 
 
 def _text(v: Any) -> str:
@@ -173,7 +205,8 @@ class RedisStore:
         self.is_async = is_async_client(client)
         self.local = MemoryStore()
         self.tracker = OutageTracker("ratelimit", "RedisStore")
-        self._specs: dict[tuple[Any, ...], tuple[Script, str, list[str]]] = {}
+        self._specs: dict[tuple[Any, ...], list[str]] = {}
+        self._scripts: dict[tuple[Rate, float], Script] = {}
 
     def key(self, name: str, key: str, kind: str = "") -> str:
         if len(key) > _MAX_KEY // 4:  # may be longer than 128 bytes in UTF-8
@@ -181,14 +214,15 @@ class RedisStore:
             if len(raw) > _MAX_KEY:
                 key = "sha256:" + hashlib.sha256(raw).hexdigest()
         whole = f"{name}{kind}:{key}"
-        if "{" in whole or "}" in whole or "%" in whole:
+        if _needs_escape(whole):
             return tagged_key(self.prefix, whole)
         return f"{self.prefix}{{{whole}}}"  # the same key tagged_key builds, without escaping
 
     @staticmethod
     def _args(algorithm: str, rates: Sequence[Rate], cost: int, ttl: float, commit: bool
               ) -> list[str]:  # fmt: skip
-        args = [algorithm, str(cost), "1" if commit else "0", repr(ttl), str(len(rates))]
+        args = [algorithm, str(cost), "1" if commit else "0", str(math.ceil(ttl * 1000)),
+                str(len(rates))]  # fmt: skip
         for r in rates:
             args += [str(r.limit), repr(float(r.per))]
         return args
@@ -214,55 +248,95 @@ class RedisStore:
             return Decision(False, rate.limit, 0, rate.per, rate.per, rate)
         return local()  # type: ignore[no-any-return]
 
+    def _gcra1(self, rate: Rate, ttl: float) -> Script:
+        script = self._scripts.get((rate, ttl))
+        if script is None:
+            if len(self._scripts) > 256:
+                self._scripts.clear()
+            script = self._scripts[(rate, ttl)] = Script(_gcra1_source(rate, ttl))
+        return script
+
     def _call(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
-              ttl: float, commit: bool) -> tuple[Script, list[str], list[str]]:  # fmt: skip
+              ttl: float, commit: bool
+              ) -> tuple[Script, list[str], list[str], Callable[[Any], Decision]]:  # fmt: skip
+        if algorithm == "gcra" and len(rates) == 1:
+            rate = rates[0]
+            args = [] if cost == 1 and commit else [str(cost), "1" if commit else "0"]
+            return (self._gcra1(rate, ttl), [self.key(name, key, "#g")], args,
+                    lambda reply: _gcra1_decision(reply, rate, cost))  # fmt: skip
         spec = (name, algorithm, rates, cost, ttl, commit)
         cached = self._specs.get(spec)
         if cached is None:
             if len(self._specs) > 1024:
                 self._specs.clear()
-            if algorithm == "gcra" and len(rates) == 1:
-                r = rates[0]
-                args = [repr(r.per / r.limit), repr(float(r.per)), str(cost),
-                        "1" if commit else "0", str(int(ttl * 1000) + 1)]  # fmt: skip
-                cached = (_GCRA1, "#g", args)
-            else:
-                cached = (_HIT, "", self._args(algorithm, rates, cost, ttl, commit))
-            self._specs[spec] = cached
-        script, kind, args = cached
-        return script, [self.key(name, key, kind)], args
-
-    @staticmethod
-    def _decision1(reply: Any, rate: Rate) -> Decision:
-        ok, remaining, reset, retry = reply.split()
-        return Decision(ok in (b"1", "1"), rate.limit, int(float(remaining)), float(reset),
-                        float(retry), rate)  # fmt: skip
+            cached = self._specs[spec] = self._args(algorithm, rates, cost, ttl, commit)
+        args = cached
+        return _HIT, [self.key(name, key)], args, lambda reply: self._decision(reply, rates)
 
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
             now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
-        script, keys, args = self._call(name, key, algorithm, rates, cost, ttl, commit)
+        script, keys, args, decode = self._call(name, key, algorithm, rates, cost, ttl, commit)
         try:
             reply = script.run(self.client, keys, args)
         except RedisError as exc:
             return self._fallback(exc, rates, lambda: self.local.hit(
                 name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
         self.tracker.ok()
-        if script is _GCRA1:
-            return self._decision1(reply, rates[0])
-        return self._decision(reply, rates)
+        return decode(reply)
 
     async def ahit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
                    now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
-        script, keys, args = self._call(name, key, algorithm, rates, cost, ttl, commit)
+        script, keys, args, decode = self._call(name, key, algorithm, rates, cost, ttl, commit)
         try:
             reply = await script.arun(self.client, keys, args)
         except RedisError as exc:
             return self._fallback(exc, rates, lambda: self.local.hit(
                 name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
         self.tracker.ok()
-        if script is _GCRA1:
-            return self._decision1(reply, rates[0])
-        return self._decision(reply, rates)
+        return decode(reply)
+
+    def planned_gcra1(self, name: str, rate: Rate, ttl: float, now: Callable[[], float]
+                      ) -> Callable[[str, int], Decision]:  # fmt: skip
+        """``hit`` for one GCRA rate on a synchronous client, with everything that
+        does not depend on the key and cost worked out once."""
+        script = self._gcra1(rate, ttl)
+        sha, source = script.sha, script.source
+        execute = self.client.execute_command
+        tracker, local = self.tracker, self.local
+        limit, per = rate.limit, rate.per
+        interval = per / limit
+        slack = per + 1e-9 * interval
+        rates = (rate,)
+        new = tuple.__new__
+        # The key is f"{prefix}{{{name}#g:{key}}}"; self.key() handles the rest (long
+        # keys, braces or '%' anywhere).
+        head = None if _needs_escape(name) else f"{self.prefix}{{{name}#g:"
+
+        def run(key: str, cost: int) -> Decision:
+            if head is not None and len(key) <= 32 and not _needs_escape(key):
+                k = head + key + "}"
+            else:
+                k = self.key(name, key, "#g")
+            try:
+                try:
+                    if cost == 1:
+                        reply = execute("EVALSHA", sha, 1, k)
+                    else:
+                        reply = execute("EVALSHA", sha, 1, k, str(cost))
+                except NoScriptError:
+                    reply = execute("EVAL", source, 1, k, *(() if cost == 1 else (str(cost),)))
+            except RedisError as exc:
+                return self._fallback(exc, rates, lambda: local.hit(
+                    name, key, "gcra", rates, cost, now(), ttl))  # fmt: skip
+            if tracker.active:
+                tracker.ok()
+            if reply >= 0:
+                used = reply / 1e6 + cost * interval
+                left = int((slack - used) / interval)
+                return new(Decision, (True, limit, left if left > 0 else 0, used, 0.0, rate))
+            return _gcra1_decision(reply, rate, cost)
+
+        return run
 
     def reset(self, name: str, key: str) -> None:
         self.local.reset(name, key)

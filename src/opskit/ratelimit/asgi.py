@@ -71,7 +71,7 @@ class RateLimitMiddleware:
         if isinstance(limiter, ConcurrencyLimiter):
             slot = await limiter.atry_acquire(key)
             if slot is None:
-                limiter.counts["limited"] += 1
+                limiter.counts.add("limited")
                 hdrs, body = core.rejection(index, None, 1.0)
                 await send_problem(send, 429, headers=hdrs, **body)
                 return

@@ -52,7 +52,7 @@ class RateLimitMiddleware:
         if isinstance(limiter, ConcurrencyLimiter):
             slot = limiter.try_acquire(key)
             if slot is None:
-                limiter.counts["limited"] += 1
+                limiter.counts.add("limited")
                 hdrs, body = core.rejection(index, None, 1.0)
                 return problem_response(start_response, 429, headers=hdrs, **body)
             try:
