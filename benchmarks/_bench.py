@@ -27,6 +27,16 @@ def bench(fn: Callable[[], Any], n: int) -> float:
     return best / n * 1e9
 
 
+def interleaved(cases: dict[str, tuple[Callable[[], Any], int]], rounds: int) -> dict[str, float]:
+    """ns per call of each case, measured ``rounds`` times in turn and the best kept:
+    a slow spell of the machine then hits every case alike instead of one."""
+    best = {name: float("inf") for name in cases}
+    for _ in range(rounds):
+        for name, (fn, n) in cases.items():
+            best[name] = min(best[name], bench(fn, n))
+    return best
+
+
 def abench(fn: Callable[[], Awaitable[Any]], n: int) -> float:
     """ns per awaited call of ``fn``, best of ``REPEAT`` runs of ``n`` calls."""
 

@@ -190,14 +190,15 @@ def test_memory_store_sweeps_stale_keys() -> None:
     for i in range(5000):
         r.hit(f"later:{i}")  # new keys trigger sweeps: the 5000 stale ones go
     assert len(store) <= 5000
-    generic = RateLimiter("g", "5/second", algorithm="sliding_window", store=store,
-                          clock=clock, registry=CollectorRegistry())  # fmt: skip
+    generic = RateLimiter("g", ["5/second", "50/minute"], algorithm="sliding_window",
+                          store=store, clock=clock, registry=CollectorRegistry())  # fmt: skip
     for i in range(3000):
         generic.hit(f"x:{i}")
-    clock.advance(10)
+    assert len(store.table("g", "generic/sliding_window")) == 3000
+    clock.advance(130)
     for i in range(3000):
         generic.hit(f"y:{i}")
-    assert len(store.table("g")) < 6000  # the stale "x:" keys were swept
+    assert len(store.table("g", "generic/sliding_window")) < 6000  # the stale "x:" keys were swept
 
 
 # -- reference models (hypothesis) ------------------------------------------------------
@@ -272,7 +273,7 @@ class GenericStore(MemoryStore):
 
 @settings(max_examples=150, deadline=None)
 @given(
-    algorithm=st.sampled_from(["gcra", "fixed_window"]),
+    algorithm=st.sampled_from(["gcra", "fixed_window", "sliding_window"]),
     limit=st.integers(1, 8),
     per=st.sampled_from([1.0, 3.0, 10.0]),
     steps=events_strategy,
@@ -292,24 +293,41 @@ def test_fast_paths_decide_exactly_as_the_generic_path(
             assert isinstance(a.remaining, int) and a.remaining >= 0
 
 
+def test_same_name_different_algorithms_keep_apart() -> None:
+    clock, store = ManualClock(0.0), MemoryStore()
+    for rates in ("2/minute", ["2/minute", "10/hour"]):
+        lims = [RateLimiter("same", rates, algorithm=a, store=store, clock=clock,
+                            registry=CollectorRegistry())
+                for a in ("gcra", "fixed_window", "sliding_window")]  # fmt: skip
+        for r in lims:
+            assert [r.hit("k").allowed for _ in range(3)] == [True, True, False]
+
+
 def test_fast_path_releases_the_lock_on_a_bad_key() -> None:
-    for alg in ("gcra", "fixed_window"):
+    for alg in ("gcra", "fixed_window", "sliding_window"):
         r = limiter("5/second", ManualClock(0.0), alg)
         with pytest.raises(TypeError):
             r.hit(["not", "hashable"])  # type: ignore[arg-type]
         assert r.hit("k").allowed  # would hang if the lock had been kept
 
 
-def test_fixed_window_table_is_emptied_when_its_window_ends() -> None:
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window"])
+def test_window_tables_are_emptied_when_their_window_ends(algorithm: str) -> None:
     clock = ManualClock(0.0)
     store = MemoryStore()
-    r = limiter("5/minute", clock, "fixed_window", store=store)
+    r = limiter("5/minute", clock, algorithm, store=store)
     for i in range(1000):
         r.hit(f"ip:{i}")
     assert len(store) == 1000
-    clock.advance(60)
-    assert r.hit("ip:0").remaining == 4  # a new window: nothing carried over
+    clock.advance(120)  # two windows on: nothing is carried over, not even as "previous"
+    assert r.hit("ip:0").remaining == 4
     assert len(store) == 1
+    r.hit("ip:0")
+    clock.advance(60)
+    # the previous window still weighs in a sliding window (2 hits at full weight)
+    assert r.hit("ip:0").remaining == (2 if algorithm == "sliding_window" else 4)
+    r.reset("ip:0")
+    assert r.hit("ip:0").remaining == 4  # reset clears both windows
 
 
 def test_decision_counts_lose_nothing_to_threads() -> None:

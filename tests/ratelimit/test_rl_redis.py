@@ -47,7 +47,7 @@ def test_redis_never_admits_more_than_the_limit(
     redis_server: Any, algorithm: str, limit: int, costs: list[int]
 ) -> None:
     client = redis_server.client()
-    client.delete("opskit:rl:{t:prop}")
+    client.flushdb()
     r = limiter(client, [f"{limit}/{LONG}", f"{limit + 5}/{LONG}"], algorithm)
     used = 0
     for cost in costs:
@@ -102,6 +102,17 @@ def test_gcra_keeps_the_arrival_time_at_full_precision(redis_client: redis.Redis
     stored = float(redis_client.get(key))
     # Lua's tostring() keeps 14 digits: 4 decimals at today's epoch, and +3 us is lost.
     assert stored != round(stored, 4)
+
+
+def test_same_name_different_algorithms_keep_apart(redis_client: redis.Redis) -> None:
+    for rates in (f"2/{LONG}", [f"2/{LONG}", f"10/{LONG}"]):
+        lims = [limiter(redis_client, rates, a) for a in ("gcra", "fixed_window", "sliding_window")]
+        for r in lims:
+            assert [r.hit("k").allowed for _ in range(3)] == [True, True, False]
+            assert r.store.tracker.errors == 0
+        lims[1].reset("k")  # a reset clears the key under every algorithm of the name
+        assert all(r.hit("k").allowed for r in lims)
+        redis_client.flushdb()
 
 
 def test_keys_with_braces_stay_in_one_slot(redis_client: redis.Redis) -> None:

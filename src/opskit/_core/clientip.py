@@ -10,7 +10,7 @@ cannot be believed. A malformed header never raises; the peer is returned.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 from opskit._core.http import Headers
@@ -123,13 +123,19 @@ class ClientIP:
     def is_trusted(self, addr: IPAddress) -> bool:
         return any(addr.version == n.version and addr in n for n in self._trusted)
 
-    def resolve(self, peer: str | None, headers: Headers) -> str | None:
-        """The client address as a string, or the peer (possibly None) when unknown."""
+    def resolve(self, peer: str | None, headers: Headers | Callable[[], Headers]) -> str | None:
+        """The client address as a string, or the peer (possibly None) when unknown.
+
+        ``headers`` may be a function making them: it is called only when the peer
+        is a trusted proxy.
+        """
         if not self._trusted or peer is None:
             return peer
         current = parse_ip(peer)
         if current is None or not self.is_trusted(current):
             return peer
+        if not isinstance(headers, Headers):
+            headers = headers()
         try:
             hops = self._hops(headers)
         except _Malformed:

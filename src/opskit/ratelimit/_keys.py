@@ -2,21 +2,38 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from opskit._core.http import Headers
 
 
-@dataclass(frozen=True)
 class Request:
-    """What a key function sees of a request, whatever the framework."""
+    """What a key function sees of a request, whatever the framework.
 
-    method: str
-    path: str
-    headers: Headers
-    client_ip: str | None  # the socket peer, or the client behind trusted proxies
-    raw: Any = None  # the ASGI scope or the WSGI environ
+    ``client_ip`` is the socket peer, or the client behind trusted proxies; ``raw``
+    the ASGI scope or the WSGI environ. ``headers`` may be given as a function
+    making them: they are then built on first use (most keys never read them).
+    """
+
+    __slots__ = ("_headers", "client_ip", "method", "path", "raw")
+
+    def __init__(self, method: str, path: str, headers: Headers | Callable[[], Headers],
+                 client_ip: str | None, raw: Any = None) -> None:  # fmt: skip
+        self.method = method
+        self.path = path
+        self._headers = headers
+        self.client_ip = client_ip
+        self.raw = raw
+
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        if not isinstance(headers, Headers):
+            headers = self._headers = headers()
+        return headers
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.path!r}, client_ip={self.client_ip!r})"
 
 
 KeyFunc = Callable[[Request], "str | None"]

@@ -117,6 +117,8 @@ class RateLimiter:
                 self.hit, self.peek = self._fast_gcra()  # type: ignore[method-assign,assignment]
             elif algorithm == "fixed_window":
                 self.hit, self.peek = self._fast_fixed()  # type: ignore[method-assign,assignment]
+            else:
+                self.hit, self.peek = self._fast_sliding()  # type: ignore[method-assign,assignment]
         elif (
             type(self.store) is RedisStore
             and not self.store.is_async
@@ -237,6 +239,85 @@ class RateLimiter:
             if count < limit:
                 return new(Decision, (True, limit, limit - count - 1, reset, 0.0, rate))
             return new(Decision, (False, limit, limit - count, reset, reset, rate))
+
+        return hit, peek
+
+    def _fast_sliding(self) -> tuple[Callable[..., Decision], Callable[[str], Decision]]:
+        rate = self.rates[0]
+        limit, per = rate.limit, rate.per
+        ceiling = limit + 1e-9
+        store = self.store
+        # Windows are aligned for every key: the table holds the current window's
+        # counts, ``data.prev`` the previous window's; both move on when it ends.
+        data = store.table(self.name, f"sliding_window/{per!r}")
+        lock = store._lock
+        acquire, release = lock.acquire, lock.release
+        now_fn = self.clock.monotonic
+        allowed, limited = self.counts.allowed, self.counts.limited
+        rates = self.rates
+        floor = math.floor
+        new = tuple.__new__
+
+        def denied(prev: int, curr: int, elapsed: float, estimate: float, cost: int
+                   ) -> Decision:  # fmt: skip
+            room = limit - cost
+            if curr <= room and prev > 0:
+                retry = per * (1.0 - (room - curr) / prev) - elapsed
+            else:  # the next window, where this window's count becomes the previous one
+                retry = (per - elapsed) + (per * (1.0 - room / curr) if curr > 0 else 0.0)
+            left = int(max(0.0, floor(limit - estimate + 1e-9)))
+            reset = 2 * per - elapsed
+            return new(Decision, (False, limit, left, reset, max(retry, 0.0), rate))
+
+        def hit(key: str, cost: int = 1) -> Decision:
+            if cost != 1:
+                cost = _check_cost(cost, rates)
+            now = now_fn()
+            acquire()
+            try:
+                if now >= data.end:
+                    window = floor(now / per)
+                    data.prev = dict(data) if window == data.window + 1 else {}
+                    data.clear()
+                    data.window, data.start, data.end = window, window * per, (window + 1) * per
+                start = data.start
+                curr = data.get(key, 0)
+                earlier = data.prev
+                prev = earlier.get(key, 0) if earlier else 0
+                # the estimate is exact (an int) while the previous window is empty
+                estimate = prev * (1.0 - (now - start) / per) + curr if prev else curr
+                ok = estimate + cost <= ceiling
+                if ok:
+                    data[key] = curr + cost
+            finally:
+                release()
+            elapsed = now - start
+            if ok:
+                next(allowed)
+                left = floor(limit - estimate - cost + 1e-9) if prev else limit - curr - cost
+                return new(Decision, (True, limit, left if left > 0 else 0, 2 * per - elapsed,
+                                      0.0, rate))  # fmt: skip
+            next(limited)
+            return denied(prev, curr, elapsed, estimate, cost)
+
+        def peek(key: str) -> Decision:
+            now = now_fn()
+            with lock:
+                if now < data.end:
+                    window, prev, curr = data.window, data.prev.get(key, 0), data.get(key, 0)
+                    start = data.start
+                else:
+                    window = floor(now / per)
+                    prev = data.get(key, 0) if window == data.window + 1 else 0
+                    curr = 0
+                    start = window * per
+            elapsed = now - start
+            estimate = prev * (1.0 - elapsed / per) + curr
+            if estimate + 1 <= ceiling:
+                left = floor(limit - estimate - 1 + 1e-9)
+                return new(Decision, (True, limit, left if left > 0 else 0, 2 * per - elapsed,
+                                      0.0, rate))  # fmt: skip
+            return denied(prev, curr, elapsed, estimate, 1)
 
         return hit, peek
 

@@ -13,14 +13,25 @@ _FIRST_SWEEP = 1024
 class Table(dict[str, Any]):
     """One limiter's keys in one layout.
 
-    ``"generic"`` entries are ``(expires, [state per rate])``. The one-rate fast
+    ``"generic/<algorithm>"`` entries are ``(expires, [state per rate])``. The one-rate fast
     paths keep the theoretical arrival time (``"gcra"``: a float, stale once in
     the past), or the count in the window ending at ``end`` (``"fixed_window/<per>"``:
-    the table is emptied when its window ends).
+    the table is emptied when its window ends), or that and the previous window's
+    counts (``"sliding_window/<per>"``).
     """
 
-    sweep_at = _FIRST_SWEEP
-    end = float("-inf")
+    # Slots: a fast path reads these on every hit (a slot read is cheaper than
+    # an instance-dict one).
+    __slots__ = ("end", "prev", "start", "sweep_at", "window")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sweep_at = _FIRST_SWEEP
+        self.end = float("-inf")  # window layouts: when the current window ends
+        self.window = -1  # "sliding_window/<per>": the current window's index and start
+        self.start = float("-inf")
+        # "sliding_window/<per>": the previous window's counts
+        self.prev: dict[str, int] = {}
 
 
 class MemoryStore:
@@ -38,7 +49,7 @@ class MemoryStore:
 
     is_async = False
 
-    def table(self, name: str, layout: str = "generic") -> Table:
+    def table(self, name: str, layout: str = "generic/gcra") -> Table:
         """The limiter ``name``'s keys in ``layout`` (created on first use)."""
         table = self._tables.get((name, layout))
         if table is None:
@@ -47,7 +58,7 @@ class MemoryStore:
 
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
             now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
-        table = self.table(name)
+        table = self.table(name, f"generic/{algorithm}")
         with self._lock:
             entry = table.get(key)
             states: list[State | None] = entry[1] if entry is not None else [None] * len(rates)
@@ -63,6 +74,8 @@ class MemoryStore:
             for (table_name, _), table in self._tables.items():
                 if table_name == name:
                     table.pop(key, None)
+                    if table.prev:
+                        table.prev.pop(key, None)
             self._slots.pop(f"{name}:{key}", None)
 
     # -- concurrency slots -----------------------------------------------------------

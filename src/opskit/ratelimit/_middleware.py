@@ -5,8 +5,10 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from math import ceil
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
@@ -47,6 +49,7 @@ class Rule:
     algorithm: str = "gcra"
     name: str | None = None
     _methods: frozenset[str] = field(init=False, repr=False)
+    _match: Callable[[str], object] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.rates is None) == (self.limiter is None):
@@ -64,11 +67,23 @@ class Rule:
         if self.rates is not None:
             _rates(self.rates)  # malformed rates fail now, naming the string
         self._methods = frozenset(m.upper() for m in self.methods or ())
+        self._match = glob(self.path)
 
     def matches(self, method: str, path: str) -> bool:
-        if self._methods and method.upper() not in self._methods:
+        methods = self._methods
+        if methods and method not in methods and method.upper() not in methods:
             return False
-        return fnmatch.fnmatchcase(path, self.path)
+        return bool(self._match(path))
+
+
+def glob(pattern: str) -> Callable[[str], object]:
+    """``fnmatch.fnmatchcase(path, pattern)`` as one precompiled test (truthy: match)."""
+    if not any(c in pattern for c in "*?["):
+        return pattern.__eq__
+    head = pattern[:-1]
+    if pattern.endswith("*") and not any(c in head for c in "*?["):
+        return lambda path: path.startswith(head)
+    return re.compile(fnmatch.translate(pattern)).match
 
 
 class Core:
@@ -90,6 +105,8 @@ class Core:
         self.rules = list(rules)
         self.headers = headers
         self.exempt = tuple(exempt)
+        self._exempt = tuple(glob(p) for p in self.exempt)
+        self._matched: dict[tuple[str, str], int | None] = {}
         self.client_ip = ClientIP(trusted_proxies)
         self.limiters: list[RateLimiter | ConcurrencyLimiter] = []
         for i, rule in enumerate(self.rules):
@@ -103,19 +120,48 @@ class Core:
                 self.limiters.append(lim)
         self.excess: dict[tuple[int, str], int] = {}
         self.policy_headers = [self._policy(lim) for lim in self.limiters]
+        self._policy_raw = [p.encode("latin-1") for p in self.policy_headers]
+        # Per limiter: the quoted policy item of each rate, and rate -> its position.
+        self._items = [
+            [f'"{_token(lim.name)}-{i}"' for i in range(len(lim.rates))]
+            if isinstance(lim, RateLimiter) else [] for lim in self.limiters
+        ]  # fmt: skip
+        self._raw_items = [[item.encode("latin-1") for item in items] for items in self._items]
+        self._positions = [
+            {id(r): i for i, r in enumerate(lim.rates)} if isinstance(lim, RateLimiter) else {}
+            for lim in self.limiters
+        ]
+        # Limiters whose store answers synchronously: the adapters call hit() directly.
+        self.sync = [not getattr(lim.store, "is_async", False) for lim in self.limiters]
 
     def match(self, method: str, path: str) -> int | None:
-        for pattern in self.exempt:
-            if fnmatch.fnmatchcase(path, pattern):
+        """The index of the first rule for the request (None: exempt or no rule)."""
+        found = self._matched.get((method, path), -1)
+        if found != -1:
+            return found
+        found = self._match(method, path)
+        if len(path) <= 256:  # a bounded memo: most services serve a few hundred paths
+            if len(self._matched) >= 4096:
+                self._matched.clear()
+            self._matched[(method, path)] = found
+        return found
+
+    def _match(self, method: str, path: str) -> int | None:
+        for test in self._exempt:
+            if test(path):
                 return None
         for i, rule in enumerate(self.rules):
             if rule.matches(method, path):
                 return i
         return None
 
-    def request(self, method: str, path: str, headers: Headers, peer: str | None,
-                raw: Any) -> Request:  # fmt: skip
-        return Request(method, path, headers, self.client_ip.resolve(peer, headers), raw)
+    def request(self, method: str, path: str, headers: Callable[[], Headers],
+                peer: str | None, raw: Any) -> Request:  # fmt: skip
+        """The request a key function sees; headers are built only if something reads
+        them (a key function, or a trusted proxy's forwarding headers)."""
+        req = Request(method, path, headers, None, raw)
+        req.client_ip = self.client_ip.resolve(peer, lambda: req.headers)
+        return req
 
     @staticmethod
     def _policy(limiter: Any) -> str:
@@ -127,16 +173,36 @@ class Core:
             parts.append(f'"{_token(limiter.name)}-{i}";q={r.limit};w={w}')
         return ", ".join(parts)
 
+    def _position(self, index: int, d: Decision) -> int:
+        i = self._positions[index].get(id(d.rate))
+        if i is None:
+            i = self.limiters[index].rates.index(d.rate)  # type: ignore[union-attr]
+        return i
+
+    def _item(self, index: int, d: Decision) -> str:
+        """The ``RateLimit`` field value for the decision's rate."""
+        reset = max(0, math.ceil(d.reset_after))
+        return f"{self._items[index][self._position(index, d)]};r={d.remaining};t={reset}"
+
+    def raw_rate_headers(self, index: int, d: Decision) -> list[tuple[bytes, bytes]]:
+        """:meth:`rate_headers` as ASGI header pairs (the default style built directly)."""
+        items = self._raw_items[index]
+        if self.headers == "ietf" and items:
+            item = items[0] if len(items) == 1 else items[self._position(index, d)]
+            reset = ceil(d.reset_after)
+            value = b"%b;r=%d;t=%d" % (item, d.remaining, reset if reset > 0 else 0)
+            return [(b"ratelimit-policy", self._policy_raw[index]), (b"ratelimit", value)]
+        return [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in self.rate_headers(index, d)]  # fmt: skip
+
     def rate_headers(self, index: int, d: Decision | None) -> list[tuple[str, str]]:
         if d is None or self.headers == "none":
             return []
-        limiter = self.limiters[index]
         out: list[tuple[str, str]] = []
         reset = max(0, math.ceil(d.reset_after))
-        if self.headers in ("ietf", "both") and isinstance(limiter, RateLimiter):
-            i = limiter.rates.index(d.rate)
+        if self.headers in ("ietf", "both") and self._items[index]:
             out.append(("RateLimit-Policy", self.policy_headers[index]))
-            out.append(("RateLimit", f'"{_token(limiter.name)}-{i}";r={d.remaining};t={reset}'))
+            out.append(("RateLimit", self._item(index, d)))
         if self.headers in ("legacy", "both"):
             out += [("X-RateLimit-Limit", str(d.limit)),
                     ("X-RateLimit-Remaining", str(d.remaining)),
@@ -186,10 +252,12 @@ class IPFilter:
     ) -> None:
         self.allow = _nets(allow, "allow")
         self.deny = _nets(deny, "deny")
-        self.rules = [(glob, _nets(nets, glob)) for glob, nets in (rules or {}).items()]
+        self.rules = [(glob(g), _nets(nets, g)) for g, nets in (rules or {}).items()]
         self.client_ip = ClientIP(trusted_proxies)
 
-    def permits(self, path: str, headers: Headers, peer: str | None) -> bool:
+    def permits(self, path: str, headers: Headers | Callable[[], Headers], peer: str | None
+                ) -> bool:  # fmt: skip
+        """``headers`` may be a function making them (called only behind trusted proxies)."""
         ip = self.client_ip.resolve(peer, headers)
         addr = parse_ip(ip) if ip else None
         if addr is None:
@@ -198,8 +266,8 @@ class IPFilter:
             return False
         if self.allow and not any(_within(addr, n) for n in self.allow):
             return False
-        for glob, nets in self.rules:
-            if fnmatch.fnmatchcase(path, glob):
+        for test, nets in self.rules:
+            if test(path):
                 return any(_within(addr, n) for n in nets)
         return True
 

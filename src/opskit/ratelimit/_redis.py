@@ -175,6 +175,9 @@ return 1
 )
 
 _MAX_KEY = 128
+# The key's suffix per algorithm in the generic script: limiters that share a name
+# but not an algorithm never read each other's state. (One GCRA rate: "#g".)
+_KIND = {"gcra": "", "fixed_window": "#f", "sliding_window": "#s"}
 
 
 def _needs_escape(text: str) -> bool:
@@ -271,7 +274,8 @@ class RedisStore:
                 self._specs.clear()
             cached = self._specs[spec] = self._args(algorithm, rates, cost, ttl, commit)
         args = cached
-        return _HIT, [self.key(name, key)], args, lambda reply: self._decision(reply, rates)
+        keys = [self.key(name, key, _KIND[algorithm])]
+        return _HIT, keys, args, lambda reply: self._decision(reply, rates)
 
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
             now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
@@ -338,10 +342,14 @@ class RedisStore:
 
         return run
 
+    def _all_keys(self, name: str, key: str) -> list[str]:
+        """Every key a limiter of this name may keep for ``key`` (one per layout)."""
+        return [self.key(name, key, kind) for kind in ("#g", *_KIND.values())]
+
     def reset(self, name: str, key: str) -> None:
         self.local.reset(name, key)
         try:
-            self.client.delete(self.key(name, key), self.key(name, key, "#g"))
+            self.client.delete(*self._all_keys(name, key))
         except RedisError as exc:
             self.tracker.failed(exc, self.on_error)
             if self.on_error == "raise":
@@ -350,7 +358,7 @@ class RedisStore:
     async def areset(self, name: str, key: str) -> None:
         self.local.reset(name, key)
         try:
-            await self.client.delete(self.key(name, key), self.key(name, key, "#g"))
+            await self.client.delete(*self._all_keys(name, key))
         except RedisError as exc:
             self.tracker.failed(exc, self.on_error)
             if self.on_error == "raise":

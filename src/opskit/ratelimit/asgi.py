@@ -10,20 +10,20 @@ from prometheus_client import CollectorRegistry
 
 from opskit._core.asgi import ASGIApp, Message, Receive, Scope, Send, request_headers, send_problem
 from opskit._core.clock import Clock
+from opskit.ratelimit._keys import by_ip
 from opskit.ratelimit._limiter import ConcurrencyLimiter
 from opskit.ratelimit._middleware import Core, HeaderStyle, IPFilter, Rule
 
 __all__ = ["IPFilterMiddleware", "RateLimitMiddleware", "Rule"]
 
 
-def _with_headers(send: Send, extra: list[tuple[str, str]], seen: list[int]) -> Send:
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], seen: list[int] | None) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            seen.append(int(message["status"]))
+            if seen is not None:
+                seen.append(int(message["status"]))
             if extra:
-                raw = list(message.get("headers", []))
-                raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
-                message = {**message, "headers": raw}
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
         await send(message)
 
     return wrapped
@@ -59,11 +59,14 @@ class RateLimitMiddleware:
         if index is None:
             await self.app(scope, receive, send)
             return
-        headers = request_headers(scope)
         client = scope.get("client")
-        req = core.request(method, path, headers, client[0] if client else None, scope)
+        peer = client[0] if client else None
         rule = core.rules[index]
-        key = rule.key(req)
+        if rule.key is by_ip:  # the common key, without building a Request
+            ip = core.client_ip.resolve(peer, lambda: request_headers(scope))
+            key = None if ip is None else f"ip:{ip}"
+        else:
+            key = rule.key(core.request(method, path, lambda: request_headers(scope), peer, scope))
         if key is None:
             await self.app(scope, receive, send)
             return
@@ -80,9 +83,8 @@ class RateLimitMiddleware:
             finally:
                 await limiter.arelease(key, slot)
             return
-        seen: list[int] = []
         if rule.count == "all":
-            d = await limiter.ahit(key)
+            d = limiter.hit(key) if core.sync[index] else await limiter.ahit(key)
             if not d.allowed:
                 if rule.mode == "delay":
                     await self._sleep(core.next_delay(index, key))
@@ -90,17 +92,20 @@ class RateLimitMiddleware:
                     hdrs, body = core.rejection(index, d, d.retry_after)
                     await send_problem(send, 429, headers=hdrs, **body)
                     return
-            else:
+            elif core.excess:
                 core.allowed(index, key)
-            await self.app(scope, receive, _with_headers(send, core.rate_headers(index, d), seen))
+            extra = core.raw_rate_headers(index, d) if core.headers != "none" else []
+            await self.app(scope, receive, _with_headers(send, extra, None) if extra else send)
             return
-        d = await limiter.apeek(key)
+        d = limiter.peek(key) if core.sync[index] else await limiter.apeek(key)
         if not d.allowed:
             hdrs, body = core.rejection(index, d, d.retry_after)
             await send_problem(send, 429, headers=hdrs, **body)
             return
+        seen: list[int] = []
+        extra = core.raw_rate_headers(index, d) if core.headers != "none" else []
         try:
-            await self.app(scope, receive, _with_headers(send, core.rate_headers(index, d), seen))
+            await self.app(scope, receive, _with_headers(send, extra, seen))
         finally:
             if seen and core.counts_status(index, seen[0]):
                 await limiter.ahit(key)
@@ -130,7 +135,7 @@ class IPFilterMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             client = scope.get("client")
-            if not self.filter.permits(scope["path"], request_headers(scope),
+            if not self.filter.permits(scope["path"], lambda: request_headers(scope),
                                        client[0] if client else None):  # fmt: skip
                 await send_problem(send, 403, detail="your network may not use this resource")
                 return

@@ -42,8 +42,8 @@ class RateLimitMiddleware:
         index = core.match(method, path)
         if index is None:
             return self.app(environ, start_response)
-        req = core.request(method, path, request_headers(environ), environ.get("REMOTE_ADDR"),
-                           environ)  # fmt: skip
+        req = core.request(method, path, lambda: request_headers(environ),
+                           environ.get("REMOTE_ADDR"), environ)  # fmt: skip
         rule = core.rules[index]
         key = rule.key(req)
         if key is None:
@@ -67,10 +67,12 @@ class RateLimitMiddleware:
                 else:
                     hdrs, body = core.rejection(index, d, d.retry_after)
                     return problem_response(start_response, 429, headers=hdrs, **body)
-            else:
+            elif core.excess:
                 core.allowed(index, key)
             extra = core.rate_headers(index, d)
-            return self.app(environ, _start(start_response, extra, []))
+            return self.app(
+                environ, _start(start_response, extra, None) if extra else start_response
+            )
         d = limiter.peek(key)
         if not d.allowed:
             hdrs, body = core.rejection(index, d, d.retry_after)
@@ -85,10 +87,11 @@ class RateLimitMiddleware:
                 limiter.hit(key)
 
 
-def _start(start_response: StartResponse, extra: list[tuple[str, str]], seen: list[int]
+def _start(start_response: StartResponse, extra: list[tuple[str, str]], seen: list[int] | None
            ) -> StartResponse:  # fmt: skip
     def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen.append(int(status.split(" ", 1)[0]))
+        if seen is not None:
+            seen.append(int(status.split(" ", 1)[0]))
         return start_response(status, [*headers, *extra], exc_info)
 
     return wrapped
@@ -110,7 +113,8 @@ class IPFilterMiddleware:
         self.filter = IPFilter(allow=allow, deny=deny, rules=rules, trusted_proxies=trusted_proxies)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if not self.filter.permits(environ.get("PATH_INFO", "") or "/", request_headers(environ),
+        if not self.filter.permits(environ.get("PATH_INFO", "") or "/",
+                                   lambda: request_headers(environ),
                                    environ.get("REMOTE_ADDR")):  # fmt: skip
             return problem_response(start_response, 403,
                                     detail="your network may not use this resource")  # fmt: skip
