@@ -16,7 +16,7 @@ from opskit._core.clock import Clock, resolve_clock
 from opskit._core.telemetry import Metric, publish
 from opskit.ratelimit._algo import ALGORITHMS, Decision, ttl
 from opskit.ratelimit._errors import RateLimitExceeded
-from opskit.ratelimit._memory import MemoryStore, sweep
+from opskit.ratelimit._memory import MemoryStore, Table, sweep
 from opskit.ratelimit._rate import Rate
 from opskit.ratelimit._redis import RedisStore
 
@@ -119,13 +119,9 @@ class RateLimiter:
                 self.hit, self.peek = self._fast_fixed()  # type: ignore[method-assign,assignment]
             else:
                 self.hit, self.peek = self._fast_sliding()  # type: ignore[method-assign,assignment]
-        elif (
-            type(self.store) is RedisStore
-            and not self.store.is_async
-            and len(self.rates) == 1
-            and algorithm == "gcra"
-        ):
-            self.hit = self._fast_redis_gcra()  # type: ignore[method-assign]
+        elif type(self.store) is RedisStore and not self.store.is_async and self._one_gcra():
+            run = self.store.planned_gcra1(name, self.rates[0], self._ttl, self.clock.monotonic)
+            self.hit = self._planned_hit(run)  # type: ignore[method-assign]
 
     # The one-rate in-memory paths, arithmetic inlined (the generic path is
     # ``_algo.decide``; the hypothesis models in the tests hold both to one
@@ -134,19 +130,23 @@ class RateLimiter:
     # window keeps ``(window_end, count)``. The lock is taken with bound
     # acquire/release (cheaper than ``with``) and released on every way out.
 
-    def _fast_gcra(self) -> tuple[Callable[..., Decision], Callable[[str], Decision]]:
+    def _fast_parts(self) -> tuple[Rate, tuple[Rate, ...], Table, Any, Callable[[], float],
+                                   Iterator[int], Iterator[int]]:  # fmt: skip
+        """What every one-rate memory path binds: the rate, this limiter's table in
+        its algorithm's layout, the store's lock, the clock and the counters."""
         rate = self.rates[0]
+        layout = "gcra" if self.algorithm == "gcra" else f"{self.algorithm}/{rate.per!r}"
+        counts = self.counts
+        return (rate, self.rates, self.store.table(self.name, layout), self.store._lock,
+                self.clock.monotonic, counts.allowed, counts.limited)  # fmt: skip
+
+    def _fast_gcra(self) -> tuple[Callable[..., Decision], Callable[[str], Decision]]:
+        rate, rates, data, lock, now_fn, allowed, limited = self._fast_parts()
+        acquire, release = lock.acquire, lock.release
         limit, per = rate.limit, rate.per
         interval = per / limit
         ceiling = per + 1e-9
         slack = per + 1e-9 * interval  # (slack - used) / interval == (per - used) / interval + 1e-9
-        store = self.store
-        data = store.table(self.name, "gcra")
-        lock = store._lock
-        acquire, release = lock.acquire, lock.release
-        now_fn = self.clock.monotonic
-        allowed, limited = self.counts.allowed, self.counts.limited
-        rates = self.rates
         new = tuple.__new__
 
         def denied(tat: float, now: float, used: float) -> Decision:
@@ -189,17 +189,11 @@ class RateLimiter:
         return hit, peek
 
     def _fast_fixed(self) -> tuple[Callable[..., Decision], Callable[[str], Decision]]:
-        rate = self.rates[0]
-        limit, per = rate.limit, rate.per
-        store = self.store
         # Fixed windows are aligned to multiples of ``per`` for every key, so the table
         # holds the current window's counts only and is emptied when it ends.
-        data = store.table(self.name, f"fixed_window/{per!r}")
-        lock = store._lock
+        rate, rates, data, lock, now_fn, allowed, limited = self._fast_parts()
         acquire, release = lock.acquire, lock.release
-        now_fn = self.clock.monotonic
-        allowed, limited = self.counts.allowed, self.counts.limited
-        rates = self.rates
+        limit, per = rate.limit, rate.per
         floor = math.floor
         new = tuple.__new__
 
@@ -243,18 +237,12 @@ class RateLimiter:
         return hit, peek
 
     def _fast_sliding(self) -> tuple[Callable[..., Decision], Callable[[str], Decision]]:
-        rate = self.rates[0]
-        limit, per = rate.limit, rate.per
-        ceiling = limit + 1e-9
-        store = self.store
         # Windows are aligned for every key: the table holds the current window's
         # counts, ``data.prev`` the previous window's; both move on when it ends.
-        data = store.table(self.name, f"sliding_window/{per!r}")
-        lock = store._lock
+        rate, rates, data, lock, now_fn, allowed, limited = self._fast_parts()
         acquire, release = lock.acquire, lock.release
-        now_fn = self.clock.monotonic
-        allowed, limited = self.counts.allowed, self.counts.limited
-        rates = self.rates
+        limit, per = rate.limit, rate.per
+        ceiling = limit + 1e-9
         floor = math.floor
         new = tuple.__new__
 
@@ -321,15 +309,15 @@ class RateLimiter:
 
         return hit, peek
 
-    def _fast_redis_gcra(self) -> Callable[..., Decision]:
-        run = self.store.planned_gcra1(self.name, self.rates[0], self._ttl, self.clock.monotonic)
-        allowed, limited = self.counts.allowed, self.counts.limited
-        rates = self.rates
+    def _one_gcra(self) -> bool:
+        """One GCRA rate: the Redis store's written-in script (others run the general one)."""
+        return self.algorithm == "gcra" and len(self.rates) == 1
+
+    def _planned_hit(self, run: Callable[[str, int], Decision]) -> Callable[..., Decision]:
+        allowed, limited, rates = self.counts.allowed, self.counts.limited, self.rates
 
         def hit(key: str, cost: int = 1) -> Decision:
-            if cost != 1:
-                cost = _check_cost(cost, rates)
-            d: Decision = run(key, cost)
+            d = run(key, cost if cost == 1 else _check_cost(cost, rates))
             next(allowed if d[0] else limited)
             return d
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from opskit._core.redis import (
     LUA_NOW,
-    NoScriptError,
     OutageTracker,
     RedisError,
     Script,
@@ -149,6 +148,9 @@ return -1 - us
     )
 
 
+_new = tuple.__new__  # a Decision without the namedtuple's Python-level __new__
+
+
 def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
     """The decision the memory path would give for the offset the script returned
     (microseconds rounded up: remaining is never overstated)."""
@@ -156,10 +158,13 @@ def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
     interval = per / limit
     if reply >= 0:
         used = reply / 1e6 + cost * interval
-        return Decision(True, limit, max(0, int((per - used) / interval + 1e-9)), used, 0.0, rate)
+        left = max(0, int((per - used) / interval + 1e-9))
+        return _new(Decision, (True, limit, left, used, 0.0, rate))
     ahead = (-1 - reply) / 1e6
     left = max(0, math.floor((per - ahead) / interval + 1e-9))
-    return Decision(False, limit, left, ahead, max(0.0, ahead + cost * interval - per), rate)
+    return _new(
+        Decision, (False, limit, left, ahead, max(0.0, ahead + cost * interval - per), rate)
+    )
 
 
 # KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
@@ -178,10 +183,6 @@ _MAX_KEY = 128
 # The key's suffix per algorithm in the generic script: limiters that share a name
 # but not an algorithm never read each other's state. (One GCRA rate: "#g".)
 _KIND = {"gcra": "", "fixed_window": "#f", "sliding_window": "#s"}
-
-
-def _needs_escape(text: str) -> bool:
-    return "{" in text or "}" in text or "%" in text
 
 
 def _text(v: Any) -> str:
@@ -217,7 +218,7 @@ class RedisStore:
             if len(raw) > _MAX_KEY:
                 key = "sha256:" + hashlib.sha256(raw).hexdigest()
         whole = f"{name}{kind}:{key}"
-        if _needs_escape(whole):
+        if "{" in whole or "}" in whole or "%" in whole:
             return tagged_key(self.prefix, whole)
         return f"{self.prefix}{{{whole}}}"  # the same key tagged_key builds, without escaping
 
@@ -301,43 +302,25 @@ class RedisStore:
 
     def planned_gcra1(self, name: str, rate: Rate, ttl: float, now: Callable[[], float]
                       ) -> Callable[[str, int], Decision]:  # fmt: skip
-        """``hit`` for one GCRA rate on a synchronous client, with everything that
-        does not depend on the key and cost worked out once."""
-        script = self._gcra1(rate, ttl)
-        sha, source = script.sha, script.source
-        execute = self.client.execute_command
-        tracker, local = self.tracker, self.local
-        limit, per = rate.limit, rate.per
-        interval = per / limit
-        slack = per + 1e-9 * interval
+        """``hit`` for one GCRA rate on a synchronous client, with the script and
+        everything else that depends on neither key nor cost looked up once."""
+        script, client, tracker, local = (
+            self._gcra1(rate, ttl),
+            self.client,
+            self.tracker,
+            self.local,
+        )
         rates = (rate,)
-        new = tuple.__new__
-        # The key is f"{prefix}{{{name}#g:{key}}}"; self.key() handles the rest (long
-        # keys, braces or '%' anywhere).
-        head = None if _needs_escape(name) else f"{self.prefix}{{{name}#g:"
 
         def run(key: str, cost: int) -> Decision:
-            if head is not None and len(key) <= 32 and not _needs_escape(key):
-                k = head + key + "}"
-            else:
-                k = self.key(name, key, "#g")
             try:
-                try:
-                    if cost == 1:
-                        reply = execute("EVALSHA", sha, 1, k)
-                    else:
-                        reply = execute("EVALSHA", sha, 1, k, str(cost))
-                except NoScriptError:
-                    reply = execute("EVAL", source, 1, k, *(() if cost == 1 else (str(cost),)))
+                reply = script.run(client, (self.key(name, key, "#g"),),
+                                   () if cost == 1 else (str(cost),))  # fmt: skip
             except RedisError as exc:
                 return self._fallback(exc, rates, lambda: local.hit(
                     name, key, "gcra", rates, cost, now(), ttl))  # fmt: skip
             if tracker.active:
                 tracker.ok()
-            if reply >= 0:
-                used = reply / 1e6 + cost * interval
-                left = int((slack - used) / interval)
-                return new(Decision, (True, limit, left if left > 0 else 0, used, 0.0, rate))
             return _gcra1_decision(reply, rate, cost)
 
         return run

@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry
 
 from opskit._core.asgi import ASGIApp, Message, Receive, Scope, Send, request_headers, send_problem
 from opskit._core.clock import Clock
-from opskit.ratelimit._keys import by_ip
 from opskit.ratelimit._limiter import ConcurrencyLimiter
 from opskit.ratelimit._middleware import Core, HeaderStyle, IPFilter, Rule
 
@@ -60,13 +59,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        peer = client[0] if client else None
+        req = core.request(method, path, lambda: request_headers(scope),
+                           client[0] if client else None, scope)  # fmt: skip
         rule = core.rules[index]
-        if rule.key is by_ip:  # the common key, without building a Request
-            ip = core.client_ip.resolve(peer, lambda: request_headers(scope))
-            key = None if ip is None else f"ip:{ip}"
-        else:
-            key = rule.key(core.request(method, path, lambda: request_headers(scope), peer, scope))
+        key = rule.key(req)
         if key is None:
             await self.app(scope, receive, send)
             return
