@@ -8,9 +8,11 @@
    bare, with opskit's RateLimitMiddleware (memory), and with slowapi; the load
    is two keep-alive connections sending GETs one at a time, from this process.
    Both uvicorn stacks: h11 on asyncio, and httptools on uvloop (uvicorn[standard]).
-   The load generator shares the cores with the server, so each app runs three
-   times interleaved and the best req/s counts; the server's CPU time per request
-   (read from the server process itself) is printed beside it.
+   On Linux with two or more CPUs the server is pinned to one CPU and the load
+   generator to the others, so the scheduler never puts them on one core. Each
+   app still runs several times, interleaved, and the best req/s counts; the
+   server's CPU time per request (read from the server process itself) is
+   printed beside it.
 Targets: memory >= 4x faster than limits' fixed window; Redis within 1.25x of a
 raw EVALSHA and faster than limits; middleware >= 85% of the bare app's
 throughput and faster than slowapi.
@@ -19,6 +21,7 @@ throughput and faster than slowapi.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import resource
 import socket
 import statistics
@@ -134,10 +137,25 @@ def make_app(kind: str) -> Any:
 STATS = "/__bench_stats"
 
 
-def serve(kind: str, port: int, http: str, loop: str) -> None:
+def pin(cpus: set[int] | None) -> None:
+    """Keep this process on ``cpus`` (Linux; None or elsewhere: no change)."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(the server's CPU, the load generator's CPUs), or (None, None) when not possible."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else (None, None)
+
+
+def serve(kind: str, port: int, http: str, loop: str, cpus: set[int] | None) -> None:
     """Run the app; ``GET /__bench_stats`` answers the server's CPU seconds so far."""
     import uvicorn
 
+    pin(cpus)
     app = make_app(kind)
 
     async def with_stats(scope: Any, receive: Any, send: Any) -> None:
@@ -195,11 +213,12 @@ def load(port: int, seconds: float, connections: int = 2) -> int:
     return sum(counts)
 
 
-def run_server(kind: str, http: str, loop: str, seconds: float) -> tuple[float, float]:
+def run_server(kind: str, http: str, loop: str, seconds: float, cpus: set[int] | None
+               ) -> tuple[float, float]:  # fmt: skip
     """(requests per second, server CPU microseconds per request) for one run."""
     ctx = mp.get_context("spawn")
     port = free_port()
-    proc = ctx.Process(target=serve, args=(kind, port, http, loop), daemon=True)
+    proc = ctx.Process(target=serve, args=(kind, port, http, loop, cpus), daemon=True)
     proc.start()
     try:
         for _ in range(500):
@@ -218,10 +237,22 @@ def run_server(kind: str, http: str, loop: str, seconds: float) -> tuple[float, 
     return n / seconds, cpu / n * 1e6
 
 
-def throughput(rounds: int = 3, seconds: float = 2.0) -> None:
+def throughput(rounds: int = 5, seconds: float = 2.0) -> None:
     """Each server stack, each app, ``rounds`` times interleaved: the best req/s of
-    each (the load generator shares the machine's cores, so single runs are noisy),
-    and the server's median CPU time per request (what the middleware costs)."""
+    each (runs on a shared machine are noisy), and the server's median CPU time per
+    request (what the middleware costs)."""
+    server_cpus, load_cpus = split_cpus()
+    before = os.sched_getaffinity(0) if load_cpus else None
+    pin(load_cpus)
+    try:
+        _throughput(rounds, seconds, server_cpus)
+    finally:
+        pin(before)
+    where = f"server on CPU {min(server_cpus)}, load on the others" if server_cpus else "unpinned"
+    print(f"\n({where})")
+
+
+def _throughput(rounds: int, seconds: float, server_cpus: set[int] | None) -> None:
     stacks = [("h11", "asyncio")]
     try:
         import httptools  # noqa: F401
@@ -236,7 +267,7 @@ def throughput(rounds: int = 3, seconds: float = 2.0) -> None:
         cpu: dict[str, list[float]] = {k: [] for k in kinds}
         for _ in range(rounds):
             for kind in kinds:
-                r, c = run_server(kind, http, loop, seconds)
+                r, c = run_server(kind, http, loop, seconds, server_cpus)
                 rps[kind].append(r)
                 cpu[kind].append(c)
         print(f"\nuvicorn ({http}, {loop}): 2 connections, best of {rounds} x {seconds:g} s")

@@ -111,6 +111,31 @@ async def test_asgi_in_process() -> None:
         assert (await client.get("/elsewhere")).status_code == 200
 
 
+async def test_asgi_headers_are_added_to_a_copy_of_the_start_message() -> None:
+    # An app may send the same message objects every time (a constant start message
+    # and a streamed body): the rate headers go into a copy, once per response.
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-type", b"text/plain")]}  # fmt: skip
+    before = list(start["headers"])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send(start)
+        for part in (b"he", b"llo"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    stack = rl_asgi.RateLimitMiddleware(app, [Rule("/*", rates="5/minute")], clock=ManualClock(),
+                                        registry=CollectorRegistry())  # fmt: skip
+    transport = httpx.ASGITransport(app=stack)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for used in (1, 2, 3):  # GCRA: each hit is 12 s of the minute's quota
+            r = await client.get("/x")
+            assert r.text == "hello"
+            assert r.headers.get_list("RateLimit") == [f'"rule0:/_-0";r={5 - used};t={12 * used}']
+            assert r.headers.get_list("RateLimit-Policy") == ['"rule0:/_-0";q=5;w=60']
+    assert start["headers"] == before
+
+
 def test_wsgi_in_process() -> None:
     transport = httpx.WSGITransport(app=wsgi_stack())
     with httpx.Client(transport=transport, base_url="http://t") as client:

@@ -120,6 +120,10 @@ class ClientIP:
                 raise ValueError(f"unsupported client address header: {h!r}")
         self._headers = tuple(headers)
 
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return self._trusted
+
     def is_trusted(self, addr: IPAddress) -> bool:
         return any(addr.version == n.version and addr in n for n in self._trusted)
 

@@ -41,7 +41,12 @@ KeyFunc = Callable[[Request], "str | None"]
 
 def by_ip(request: Request) -> str | None:
     """The client address (through ``trusted_proxies`` only: forged headers change nothing)."""
-    return None if request.client_ip is None else f"ip:{request.client_ip}"
+    return ip_key(request.client_ip)
+
+
+def ip_key(ip: str | None) -> str | None:
+    """The key :func:`by_ip` makes of a client address."""
+    return None if ip is None else "ip:" + ip
 
 
 def by_header(name: str) -> KeyFunc:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import ceil
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from prometheus_client import CollectorRegistry
 
@@ -86,6 +86,24 @@ def glob(pattern: str) -> Callable[[str], object]:
     return re.compile(fnmatch.translate(pattern)).match
 
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class Route(NamedTuple):
+    """What the adapters need of the rule a request matched, in one memoised tuple.
+
+    ``hit`` is the limiter's synchronous ``hit`` when the rule is plain (a rate
+    limiter on a synchronous store, counting every request, rejecting), else None;
+    ``headers`` makes a decision's ASGI rate headers (None: no headers);
+    ``peer_keyed``: the key is the socket peer's (``by_ip``, no trusted proxies).
+    """
+
+    rule_index: int
+    hit: Callable[[str], Decision] | None
+    headers: Callable[[Decision], RawHeaders] | None
+    peer_keyed: bool
+
+
 class Core:
     """Rules, limiters and headers, for one middleware instance."""
 
@@ -106,7 +124,8 @@ class Core:
         self.headers = headers
         self.exempt = tuple(exempt)
         self._exempt = tuple(glob(p) for p in self.exempt)
-        self._matched: dict[tuple[str, str], int | None] = {}
+        # The memo of :meth:`route`: (method, path) -> its Route, or None.
+        self.routes: dict[tuple[str, str], Route | None] = {}
         self.client_ip = ClientIP(trusted_proxies)
         self.limiters: list[RateLimiter | ConcurrencyLimiter] = []
         for i, rule in enumerate(self.rules):
@@ -131,19 +150,25 @@ class Core:
             {id(r): i for i, r in enumerate(lim.rates)} if isinstance(lim, RateLimiter) else {}
             for lim in self.limiters
         ]
-        # Limiters whose store answers synchronously: the adapters call hit() directly.
-        self.sync = [not getattr(lim.store, "is_async", False) for lim in self.limiters]
+        self.rule_routes = [self._route(i) for i in range(len(self.rules))]
 
-    def match(self, method: str, path: str) -> int | None:
-        """The index of the first rule for the request (None: exempt or no rule)."""
-        found = self._matched.get((method, path), -1)
-        if found != -1:
-            return found
-        found = self._match(method, path)
+    def _route(self, index: int) -> Route:
+        rule, limiter = self.rules[index], self.limiters[index]
+        plain = (isinstance(limiter, RateLimiter) and not limiter.store.is_async
+                 and rule.count == "all" and rule.mode == "reject")  # fmt: skip
+        return Route(index, limiter.hit if plain else None, self._raw_headers(index),  # type: ignore[union-attr]
+                     rule.key is by_ip and not self.client_ip.trusted_proxies)  # fmt: skip
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The route of the first rule for the request (None: exempt or no rule)."""
+        if (method, path) in self.routes:
+            return self.routes[(method, path)]
+        index = self._match(method, path)
+        found = None if index is None else self.rule_routes[index]
         if len(path) <= 256:  # a bounded memo: most services serve a few hundred paths
-            if len(self._matched) >= 4096:
-                self._matched.clear()
-            self._matched[(method, path)] = found
+            if len(self.routes) >= 4096:
+                self.routes.clear()
+            self.routes[(method, path)] = found
         return found
 
     def _match(self, method: str, path: str) -> int | None:
@@ -154,6 +179,12 @@ class Core:
             if rule.matches(method, path):
                 return i
         return None
+
+    def key(self, index: int, method: str, path: str, peer: str | None,
+            headers: Callable[[], Headers], raw: Any) -> str | None:  # fmt: skip
+        """The key of rule ``index`` for the request (None: not limited). Routes that
+        are ``peer_keyed`` need no request: their key is ``ip_key(peer)``."""
+        return self.rules[index].key(self.request(method, path, headers, peer, raw))
 
     def request(self, method: str, path: str, headers: Callable[[], Headers],
                 peer: str | None, raw: Any) -> Request:  # fmt: skip
@@ -184,16 +215,27 @@ class Core:
         reset = max(0, math.ceil(d.reset_after))
         return f"{self._items[index][self._position(index, d)]};r={d.remaining};t={reset}"
 
-    def raw_rate_headers(self, index: int, d: Decision) -> list[tuple[bytes, bytes]]:
-        """:meth:`rate_headers` as ASGI header pairs (the default style built directly)."""
+    def _raw_headers(self, index: int) -> Callable[[Decision], RawHeaders] | None:
+        """:meth:`rate_headers` as ASGI header pairs, for rule ``index``; the default
+        style of a one-rate limiter is built from a template."""
+        if self.headers == "none" or not self._items[index]:
+            return None
         items = self._raw_items[index]
-        if self.headers == "ietf" and items:
-            item = items[0] if len(items) == 1 else items[self._position(index, d)]
-            reset = ceil(d.reset_after)
-            value = b"%b;r=%d;t=%d" % (item, d.remaining, reset if reset > 0 else 0)
-            return [(b"ratelimit-policy", self._policy_raw[index]), (b"ratelimit", value)]
-        return [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in self.rate_headers(index, d)]  # fmt: skip
+        if self.headers == "ietf" and len(items) == 1:
+            policy = (b"ratelimit-policy", self._policy_raw[index])
+            template = items[0] + b";r=%d;t=%d"
+
+            def one(d: Decision) -> RawHeaders:
+                reset = ceil(d[3])  # d.reset_after; d[2] is d.remaining
+                return [policy, (b"ratelimit", template % (d[2], reset if reset > 0 else 0))]
+
+            return one
+
+        def general(d: Decision) -> RawHeaders:
+            return [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in self.rate_headers(index, d)]  # fmt: skip
+
+        return general
 
     def rate_headers(self, index: int, d: Decision | None) -> list[tuple[str, str]]:
         if d is None or self.headers == "none":

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from opskit._core.asgi import ASGIApp, Message, Receive, Scope, Send, request_headers, send_problem
 from opskit._core.clock import Clock
+from opskit.ratelimit._keys import ip_key
 from opskit.ratelimit._limiter import ConcurrencyLimiter
 from opskit.ratelimit._middleware import Core, HeaderStyle, IPFilter, Rule
 
 __all__ = ["IPFilterMiddleware", "RateLimitMiddleware", "Rule"]
 
+_MISSING: Any = object()
+
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], seen: list[int] | None) -> Send:
-    async def wrapped(message: Message) -> None:
+    """``send`` with ``extra`` headers added to the response start (and its status put
+    in ``seen``). A plain function returning ``send``'s awaitable: no coroutine of
+    its own per message."""
+
+    def wrapped(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             if seen is not None:
                 seen.append(int(message["status"]))
             if extra:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
-        await send(message)
+        return send(message)
 
     return wrapped
 
@@ -54,19 +61,39 @@ class RateLimitMiddleware:
             return
         core = self.core
         method, path = scope["method"], scope["path"]
-        index = core.match(method, path)
-        if index is None:
+        route = core.routes.get((method, path), _MISSING)
+        if route is _MISSING:
+            route = core.route(method, path)
+        if route is None:
             await self.app(scope, receive, send)
             return
+        index, hit, headers, peer_keyed = route
         client = scope.get("client")
-        req = core.request(method, path, lambda: request_headers(scope),
-                           client[0] if client else None, scope)  # fmt: skip
-        rule = core.rules[index]
-        key = rule.key(req)
+        peer = client[0] if client else None
+        if peer_keyed:
+            key = ip_key(peer)
+        else:
+            key = core.key(index, method, path, peer, lambda: request_headers(scope), scope)
         if key is None:
             await self.app(scope, receive, send)
-            return
-        limiter = core.limiters[index]
+        elif hit is None:
+            await self._limit(index, key, scope, receive, send)
+        else:  # the plain case, kept short: every request counts, over the limit is 429
+            d = hit(key)
+            if not d.allowed:
+                hdrs, body = core.rejection(index, d, d.retry_after)
+                await send_problem(send, 429, headers=hdrs, **body)
+            elif headers is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, _with_headers(send, headers(d), None))
+
+    async def _limit(self, index: int, key: str, scope: Scope, receive: Receive, send: Send
+                     ) -> None:  # fmt: skip
+        """Concurrency limits, asynchronous stores, delay mode, counting by status."""
+        core = self.core
+        rule, limiter = core.rules[index], core.limiters[index]
+        headers = core.rule_routes[index].headers
         if isinstance(limiter, ConcurrencyLimiter):
             slot = await limiter.atry_acquire(key)
             if slot is None:
@@ -80,7 +107,7 @@ class RateLimitMiddleware:
                 await limiter.arelease(key, slot)
             return
         if rule.count == "all":
-            d = limiter.hit(key) if core.sync[index] else await limiter.ahit(key)
+            d = await limiter.ahit(key)
             if not d.allowed:
                 if rule.mode == "delay":
                     await self._sleep(core.next_delay(index, key))
@@ -90,18 +117,19 @@ class RateLimitMiddleware:
                     return
             elif core.excess:
                 core.allowed(index, key)
-            extra = core.raw_rate_headers(index, d) if core.headers != "none" else []
-            await self.app(scope, receive, _with_headers(send, extra, None) if extra else send)
+            if headers is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, _with_headers(send, headers(d), None))
             return
-        d = limiter.peek(key) if core.sync[index] else await limiter.apeek(key)
+        d = await limiter.apeek(key)
         if not d.allowed:
             hdrs, body = core.rejection(index, d, d.retry_after)
             await send_problem(send, 429, headers=hdrs, **body)
             return
         seen: list[int] = []
-        extra = core.raw_rate_headers(index, d) if core.headers != "none" else []
         try:
-            await self.app(scope, receive, _with_headers(send, extra, seen))
+            await self.app(scope, receive, _with_headers(send, headers(d) if headers else [], seen))
         finally:
             if seen and core.counts_status(index, seen[0]):
                 await limiter.ahit(key)

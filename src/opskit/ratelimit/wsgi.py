@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from opskit._core.clock import MONOTONIC, Clock
 from opskit._core.wsgi import Environ, StartResponse, WSGIApp, problem_response, request_headers
+from opskit.ratelimit._keys import ip_key
 from opskit.ratelimit._limiter import ConcurrencyLimiter
 from opskit.ratelimit._middleware import Core, HeaderStyle, IPFilter, Rule
 
@@ -39,16 +40,17 @@ class RateLimitMiddleware:
         core = self.core
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
-        index = core.match(method, path)
-        if index is None:
+        route = core.route(method, path)
+        if route is None:
             return self.app(environ, start_response)
-        req = core.request(method, path, lambda: request_headers(environ),
-                           environ.get("REMOTE_ADDR"), environ)  # fmt: skip
-        rule = core.rules[index]
-        key = rule.key(req)
+        index, peer = route.rule_index, environ.get("REMOTE_ADDR")
+        if route.peer_keyed:
+            key = ip_key(peer)
+        else:
+            key = core.key(index, method, path, peer, lambda: request_headers(environ), environ)
         if key is None:
             return self.app(environ, start_response)
-        limiter = core.limiters[index]
+        rule, limiter = core.rules[index], core.limiters[index]
         if isinstance(limiter, ConcurrencyLimiter):
             slot = limiter.try_acquire(key)
             if slot is None:
