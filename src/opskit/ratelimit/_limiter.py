@@ -243,6 +243,7 @@ class RateLimiter:
         acquire, release = lock.acquire, lock.release
         limit, per = rate.limit, rate.per
         ceiling = limit + 1e-9
+        span = 2 * per  # the two windows the estimate reads: reset is when both have passed
         floor = math.floor
         new = tuple.__new__
 
@@ -254,7 +255,7 @@ class RateLimiter:
             else:  # the next window, where this window's count becomes the previous one
                 retry = (per - elapsed) + (per * (1.0 - room / curr) if curr > 0 else 0.0)
             left = int(max(0.0, floor(limit - estimate + 1e-9)))
-            reset = 2 * per - elapsed
+            reset = span - elapsed
             return new(Decision, (False, limit, left, reset, max(retry, 0.0), rate))
 
         def hit(key: str, cost: int = 1) -> Decision:
@@ -272,21 +273,24 @@ class RateLimiter:
                 curr = data.get(key, 0)
                 earlier = data.prev
                 prev = earlier.get(key, 0) if earlier else 0
-                # the estimate is exact (an int) while the previous window is empty
-                estimate = prev * (1.0 - (now - start) / per) + curr if prev else curr
-                ok = estimate + cost <= ceiling
+                count = curr + cost
+                if prev:
+                    estimate = prev * (1.0 - (now - start) / per) + curr
+                    ok = estimate + cost <= ceiling
+                else:  # the previous window is empty: the estimate is the count, exactly
+                    estimate = curr
+                    ok = count <= limit
                 if ok:
-                    data[key] = curr + cost
+                    data[key] = count
             finally:
                 release()
-            elapsed = now - start
             if ok:
                 next(allowed)
-                left = floor(limit - estimate - cost + 1e-9) if prev else limit - curr - cost
-                return new(Decision, (True, limit, left if left > 0 else 0, 2 * per - elapsed,
+                left = floor(limit - estimate - cost + 1e-9) if prev else limit - count
+                return new(Decision, (True, limit, left if left > 0 else 0, span - (now - start),
                                       0.0, rate))  # fmt: skip
             next(limited)
-            return denied(prev, curr, elapsed, estimate, cost)
+            return denied(prev, curr, now - start, estimate, cost)
 
         def peek(key: str) -> Decision:
             now = now_fn()
@@ -303,7 +307,7 @@ class RateLimiter:
             estimate = prev * (1.0 - elapsed / per) + curr
             if estimate + 1 <= ceiling:
                 left = floor(limit - estimate - 1 + 1e-9)
-                return new(Decision, (True, limit, left if left > 0 else 0, 2 * per - elapsed,
+                return new(Decision, (True, limit, left if left > 0 else 0, span - elapsed,
                                       0.0, rate))  # fmt: skip
             return denied(prev, curr, elapsed, estimate, 1)
 
