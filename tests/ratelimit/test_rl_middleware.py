@@ -136,6 +136,25 @@ async def test_asgi_headers_are_added_to_a_copy_of_the_start_message() -> None:
     assert start["headers"] == before
 
 
+def test_header_seconds_ignore_float_noise() -> None:
+    from opskit.ratelimit import Decision, Rate
+    from opskit.ratelimit._middleware import Core
+
+    core = Core([Rule("/*", rates="2/minute")], headers="both", registry=CollectorRegistry())
+    rate = Rate.parse("2/minute")
+    # (now + 30) - now is 30.000000000004 at some values of now: still 30 s.
+    d = Decision(False, 2, 0, 30.000000000004, 30.000000000004, rate)
+    hdrs, _ = core.rejection(0, d, d.retry_after)
+    assert ("Retry-After", "30") in hdrs
+    assert ("X-RateLimit-Reset", "30") in hdrs
+    assert ("RateLimit", '"rule0:/_-0";r=0;t=30') in hdrs
+    assert core.rule_routes[0].headers is not None
+    raw = dict(core.rule_routes[0].headers(d))
+    assert raw[b"ratelimit"] == b'"rule0:/_-0";r=0;t=30'
+    d = Decision(False, 2, 0, 30.01, 30.01, rate)
+    assert ("Retry-After", "31") in core.rejection(0, d, d.retry_after)[0]
+
+
 def test_wsgi_in_process() -> None:
     transport = httpx.WSGITransport(app=wsgi_stack())
     with httpx.Client(transport=transport, base_url="http://t") as client:

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from _redis import RedisServer
-from opskit.ratelimit import ConcurrencyLimiter, RateLimiter, RateLimitExceeded, RedisStore
+from opskit.ratelimit import (
+    ConcurrencyLimiter,
+    Rate,
+    RateLimiter,
+    RateLimitExceeded,
+    RedisStore,
+)
+from opskit.ratelimit._algo import decide_one
+from opskit.ratelimit._redis import _fixed1_packing
 
 LONG = "1000000s"  # a period so long that the server clock barely moves within a test
 
@@ -37,18 +45,20 @@ def test_redis_decisions(redis_client: redis.Redis, algorithm: str) -> None:
     assert r.hit("k").allowed
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     algorithm=st.sampled_from(["gcra", "sliding_window", "fixed_window"]),
     limit=st.integers(2, 9),
     costs=st.lists(st.integers(1, 3), min_size=1, max_size=25),
+    one_rate=st.booleans(),  # one rate: the written-in scripts; two: the general one
 )
 def test_redis_never_admits_more_than_the_limit(
-    redis_server: Any, algorithm: str, limit: int, costs: list[int]
+    redis_server: Any, algorithm: str, limit: int, costs: list[int], one_rate: bool
 ) -> None:
     client = redis_server.client()
     client.flushdb()
-    r = limiter(client, [f"{limit}/{LONG}", f"{limit + 5}/{LONG}"], algorithm)
+    rates = [f"{limit}/{LONG}"] if one_rate else [f"{limit}/{LONG}", f"{limit + 5}/{LONG}"]
+    r = limiter(client, rates, algorithm)
     used = 0
     for cost in costs:
         if cost > limit:
@@ -102,6 +112,76 @@ def test_gcra_keeps_the_arrival_time_at_full_precision(redis_client: redis.Redis
     stored = float(redis_client.get(key))
     # Lua's tostring() keeps 14 digits: 4 decimals at today's epoch, and +3 us is lost.
     assert stored != round(stored, 4)
+
+
+def server_time(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "stored", "state"),
+    [
+        ("fixed_window", "{w}:3", (3,)),  # this window's count
+        ("fixed_window", "{p}:3", (0,)),  # a count left from the window before: expired
+        ("sliding_window", "{w}:4:1", (4, 1)),  # previous and current counts
+        ("sliding_window", "{p}:2:4", (4, 0)),  # the window before: its count moves back
+        ("sliding_window", "{o}:2:4", (0, 0)),  # older: nothing counts
+    ],
+)
+def test_one_rate_window_scripts_read_the_windows_of_the_server_clock(
+    redis_client: redis.Redis, algorithm: str, stored: str, state: tuple[int, ...]
+) -> None:
+    rate = Rate.parse("5/hour")
+    r = limiter(redis_client, rate, algorithm)
+    r.hit("k")  # creates the key: its name is the only one in the database
+    (key,) = redis_client.keys("*")
+    while True:  # again if the hour turns between the reads (once in hours of runs)
+        w = int(server_time(redis_client) // 3600)
+        redis_client.set(key, stored.format(w=w, p=w - 1, o=w - 2))
+        before = server_time(redis_client)
+        d = r.hit("k")
+        after = server_time(redis_client)
+        if int(before // 3600) == w == int(after // 3600):
+            break
+    # The decision is the reference's at a time between the two reads of the clock.
+    early = decide_one(algorithm, rate, (w, *state), before, 1)
+    late = decide_one(algorithm, rate, (w, *state), after, 1)
+    assert d.allowed == early[0] == late[0]
+    assert early[1] <= d.remaining <= late[1]  # a sliding estimate decays with time
+    assert late[2] <= d.reset_after <= early[2]
+    assert late[3] <= d.retry_after <= early[3]
+
+
+def test_fixed_window_reply_packing() -> None:
+    assert _fixed1_packing(Rate.parse("100/minute")) == (60_000_001, 1e6)  # microseconds
+    assert _fixed1_packing(Rate.parse("1000000000/hour")) == (3_600_001, 1e3)  # milliseconds
+    assert _fixed1_packing(Rate.parse("1000000000/day")) is None  # the general script
+
+
+def test_fixed_window_too_wide_to_pack_runs_the_general_script(redis_client: redis.Redis) -> None:
+    r = limiter(redis_client, ["1000000000/day"], "fixed_window")
+    assert r.hit("k", cost=3).remaining == 1_000_000_000 - 3
+    (key,) = redis_client.keys("*")
+    assert key.endswith(b"#f:k}") and redis_client.type(key) == b"hash"  # the general layout
+    assert r.peek("k").remaining == 1_000_000_000 - 4
+
+
+def test_one_rate_scripts_read_one_key_once(redis_client: redis.Redis) -> None:
+    for algorithm in ("gcra", "fixed_window", "sliding_window"):
+        r = limiter(redis_client, "100/second", algorithm)
+        r.hit("warm")
+        redis_client.config_resetstat()
+        for _ in range(20):
+            r.hit("k")
+        stats = redis_client.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 20
+        assert stats["cmdstat_get"]["calls"] == 20
+        assert stats["cmdstat_set"]["calls"] == 20
+        inside = {"cmdstat_time", "cmdstat_get", "cmdstat_set"}
+        assert (
+            set(stats) - {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat"} <= inside
+        )
 
 
 def test_same_name_different_algorithms_keep_apart(redis_client: redis.Redis) -> None:

@@ -35,8 +35,9 @@ class Decision(NamedTuple):
     rate: Rate
 
 
-def _one(algorithm: str, rate: Rate, state: State | None, now: float, cost: int
-         ) -> tuple[bool, int, float, float, State]:  # fmt: skip
+def decide_one(algorithm: str, rate: Rate, state: State | None, now: float, cost: int
+               ) -> tuple[bool, int, float, float, State]:  # fmt: skip
+    """One rate: (allowed, remaining, reset_after, retry_after, the state to keep)."""
     L, P = rate.limit, rate.per
     if algorithm == "gcra":
         T = P / L
@@ -82,9 +83,9 @@ def decide(algorithm: str, rates: Sequence[Rate], states: Sequence[State | None]
     """Evaluate every rate; allowed only if all allow. Returns (decision, new states)."""
     if len(rates) == 1:
         rate = rates[0]
-        ok, remaining, reset, retry, new = _one(algorithm, rate, states[0], now, cost)
+        ok, remaining, reset, retry, new = decide_one(algorithm, rate, states[0], now, cost)
         return Decision(ok, rate.limit, remaining, reset, retry, rate), [new]
-    results = [_one(algorithm, r, s, now, cost) for r, s in zip(rates, states, strict=True)]
+    results = [decide_one(algorithm, r, s, now, cost) for r, s in zip(rates, states, strict=True)]
     allowed = all(r[0] for r in results)
     if allowed:
         i = min(range(len(rates)), key=lambda k: (results[k][1], -results[k][2]))

@@ -119,9 +119,11 @@ class RateLimiter:
                 self.hit, self.peek = self._fast_fixed()  # type: ignore[method-assign,assignment]
             else:
                 self.hit, self.peek = self._fast_sliding()  # type: ignore[method-assign,assignment]
-        elif type(self.store) is RedisStore and not self.store.is_async and self._one_gcra():
-            run = self.store.planned_gcra1(name, self.rates[0], self._ttl, self.clock.monotonic)
-            self.hit = self._planned_hit(run)  # type: ignore[method-assign]
+        elif type(self.store) is RedisStore and not self.store.is_async and len(self.rates) == 1:
+            run = self.store.planned(name, algorithm, self.rates[0], self._ttl,
+                                     self.clock.monotonic)  # fmt: skip
+            if run is not None:
+                self.hit = self._planned_hit(run)  # type: ignore[method-assign]
 
     # The one-rate in-memory paths, arithmetic inlined (the generic path is
     # ``_algo.decide``; the hypothesis models in the tests hold both to one
@@ -312,10 +314,6 @@ class RateLimiter:
             return denied(prev, curr, elapsed, estimate, 1)
 
         return hit, peek
-
-    def _one_gcra(self) -> bool:
-        """One GCRA rate: the Redis store's written-in script (others run the general one)."""
-        return self.algorithm == "gcra" and len(self.rates) == 1
 
     def _planned_hit(self, run: Callable[[str, int], Decision]) -> Callable[..., Decision]:
         allowed, limited, rates = self.counts.allowed, self.counts.limited, self.rates

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,9 @@ from opskit.ratelimit._limiter import ConcurrencyLimiter, RateLike, RateLimiter,
 
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 HeaderStyle = Literal["ietf", "legacy", "both", "none"]
+# Seconds in headers are rounded up, less this much: float noise in a figure (30 s
+# computed as 30.000000000004) must not turn into a second more.
+FUZZ = 1e-6
 
 
 @dataclass
@@ -212,7 +214,7 @@ class Core:
 
     def _item(self, index: int, d: Decision) -> str:
         """The ``RateLimit`` field value for the decision's rate."""
-        reset = max(0, math.ceil(d.reset_after))
+        reset = max(0, ceil(d.reset_after - FUZZ))
         return f"{self._items[index][self._position(index, d)]};r={d.remaining};t={reset}"
 
     def _raw_headers(self, index: int) -> Callable[[Decision], RawHeaders] | None:
@@ -226,7 +228,7 @@ class Core:
             template = items[0] + b";r=%d;t=%d"
 
             def one(d: Decision) -> RawHeaders:
-                reset = ceil(d[3])  # d.reset_after; d[2] is d.remaining
+                reset = ceil(d[3] - FUZZ)  # d.reset_after; d[2] is d.remaining
                 return [policy, (b"ratelimit", template % (d[2], reset if reset > 0 else 0))]
 
             return one
@@ -241,7 +243,7 @@ class Core:
         if d is None or self.headers == "none":
             return []
         out: list[tuple[str, str]] = []
-        reset = max(0, math.ceil(d.reset_after))
+        reset = max(0, ceil(d.reset_after - FUZZ))
         if self.headers in ("ietf", "both") and self._items[index]:
             out.append(("RateLimit-Policy", self.policy_headers[index]))
             out.append(("RateLimit", self._item(index, d)))
@@ -253,7 +255,7 @@ class Core:
 
     def rejection(self, index: int, d: Decision | None, retry_after: float
                   ) -> tuple[list[tuple[str, str]], dict[str, Any]]:  # fmt: skip
-        retry = max(1, math.ceil(retry_after))
+        retry = max(1, ceil(retry_after - FUZZ))
         headers = [("Retry-After", str(retry)), *self.rate_headers(index, d)]
         body = {"type": QUOTA_EXCEEDED, "detail": "too many requests; retry later",
                 "retry_after": retry}  # fmt: skip

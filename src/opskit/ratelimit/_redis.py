@@ -14,9 +14,26 @@ from opskit._core.redis import (
     tagged_key,
     validate_on_error,
 )
-from opskit.ratelimit._algo import Decision
+from opskit.ratelimit._algo import Decision, decide_one
 from opskit.ratelimit._memory import MemoryStore
 from opskit.ratelimit._rate import Rate
+
+# Lua reading the state of window ``w`` from the stored value ``raw``: a fixed
+# window's ``"window:count"``, a sliding window's ``"window:previous:current"``.
+_READ_FIXED = """local count = 0
+if raw then
+  local sw, sc = string.match(raw, '^([^:]+):(.+)$')
+  if tonumber(sw) == w then count = tonumber(sc) end
+end
+"""
+_READ_SLIDING = """local prev, curr = 0, 0
+if raw then
+  local sw, sp, sc = string.match(raw, '^([^:]+):([^:]+):(.+)$')
+  sw = tonumber(sw)
+  if sw == w then prev, curr = tonumber(sp), tonumber(sc)
+  elseif sw == w - 1 then prev = tonumber(sc) end
+end
+"""
 
 # KEYS[1]: the key's hash (one field per rate).
 # ARGV: algorithm, cost, commit (1|0), ttl milliseconds, n, then limit, period for each rate.
@@ -46,11 +63,7 @@ for i = 1, n do
     end
   elseif alg == 'fixed_window' then
     local w = math.floor(now / P)
-    local count = 0
-    if raw then
-      local sw, sc = string.match(raw, '^([^:]+):(.+)$')
-      if tonumber(sw) == w then count = tonumber(sc) end
-    end
+-- READ FIXED
     reset = (w + 1) * P - now
     if count + cost <= L then
       ok, rem, new = true, L - count - cost, tostring(w) .. ':' .. tostring(count + cost)
@@ -59,13 +72,7 @@ for i = 1, n do
     end
   else
     local w = math.floor(now / P)
-    local prev, curr = 0, 0
-    if raw then
-      local sw, sp, sc = string.match(raw, '^([^:]+):([^:]+):(.+)$')
-      sw = tonumber(sw)
-      if sw == w then prev, curr = tonumber(sp), tonumber(sc)
-      elseif sw == w - 1 then prev = tonumber(sc) end
-    end
+-- READ SLIDING
     local elapsed = now - w * P
     local estimate = prev * (1 - elapsed / P) + curr
     reset = P - elapsed
@@ -112,7 +119,7 @@ else
 end
 return (all and '1' or '0') .. ' ' .. pick .. ' ' .. remaining .. ' ' .. resets[pick] .. ' '
   .. retries[pick]
-"""
+""".replace("-- READ FIXED\n", _READ_FIXED).replace("-- READ SLIDING\n", _READ_SLIDING)
 )
 
 
@@ -167,6 +174,90 @@ def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
     )
 
 
+def _fixed1_packing(rate: Rate) -> tuple[int, float] | None:
+    """How the one-rate fixed window script packs its reply into one integer: the
+    count times ``span`` plus the time into the window in units of ``1/unit`` s
+    (µs, else ms), exact below 2**53. None when neither fits: the general script."""
+    for unit in (1e6, 1e3):
+        span = math.ceil(rate.per * unit) + 1
+        if (rate.limit + 1) * span < 2**53:
+            return span, unit
+    return None
+
+
+def _window1_source(algorithm: str, rate: Rate, ttl: float) -> str:
+    """One fixed or sliding window rate, its constants written in like GCRA's. The
+    key holds ``"window:count"`` (fixed) or ``"window:previous:current"`` (sliding),
+    windows numbered from the server clock, so a key left from an earlier window
+    reads as empty (or as the previous window) whenever it expires.
+
+    The client works out the decision's figures from what the script saw, with the
+    memory path's arithmetic (:func:`_window1_decision`). The fixed window replies
+    one integer (:func:`_fixed1_packing`; ``-1 -`` it when denied); the sliding
+    window ``"<1|0> <previous> <current> <elapsed>"``, the seconds since the window
+    began at full precision, so that the client's estimate is the script's exactly.
+    """
+    limit, per = rate.limit, float(rate.per)
+    if algorithm == "fixed_window":
+        packing = _fixed1_packing(rate)
+        assert packing is not None
+        span, unit = packing
+        read = f"""{_READ_FIXED}local ok = count + cost <= {limit}
+local new = w .. ':' .. (count + cost)"""
+        reply = f"""local r = count * {span} + math.floor(elapsed * {unit!r})
+if ok then return r end
+return -1 - r"""
+    else:
+        read = f"""{_READ_SLIDING}local estimate = prev * (1 - elapsed / {per!r}) + curr
+local ok = estimate + cost <= {limit} + 1e-9
+local new = w .. ':' .. prev .. ':' .. (curr + cost)"""
+        reply = """return (ok and '1 ' or '0 ') .. prev .. ' ' .. curr .. ' '
+  .. string.format('%.17g', elapsed)"""
+    return f"""-- opskit.ratelimit {algorithm} {rate}
+{LUA_NOW}local cost = 1
+if ARGV[1] then cost = tonumber(ARGV[1]) end
+local w = math.floor(now / {per!r})
+local elapsed = now - w * {per!r}
+local raw = redis.call('GET', KEYS[1])
+{read}
+if ok and ARGV[2] ~= '0' then
+  redis.call('SET', KEYS[1], new, 'PX', '{int(ttl * 1000) + 1}')
+end
+{reply}
+"""
+
+
+def _one_rate(algorithm: str, rate: Rate, ttl: float
+              ) -> tuple[Script, Callable[[Any, int], Decision]] | None:  # fmt: skip
+    if algorithm == "gcra":
+        script = Script(_gcra1_source(rate, ttl))
+        return script, lambda reply, cost: _gcra1_decision(reply, rate, cost)
+    packing = _fixed1_packing(rate) if algorithm == "fixed_window" else (0, 0.0)
+    if packing is None:
+        return None
+    script = Script(_window1_source(algorithm, rate, ttl))
+    return script, lambda reply, cost: _window1_decision(reply, algorithm, rate, cost, packing)
+
+
+def _window1_decision(reply: Any, algorithm: str, rate: Rate, cost: int,
+                      packing: tuple[int, float]) -> Decision:  # fmt: skip
+    """The script's decision with its figures from :func:`_algo.decide_one`, run on
+    the same counts at the same offset into the window (so it reaches the same
+    verdict; the window is 0 unless rounding put the offset on an edge)."""
+    if algorithm == "fixed_window":
+        span, unit = packing
+        allowed = reply >= 0
+        count, units = divmod(reply if allowed else -1 - reply, span)
+        elapsed = units / unit
+        state: tuple[float, ...] = (math.floor(elapsed / rate.per), count)
+    else:
+        parts = reply.split()
+        allowed, elapsed = parts[0] == b"1", float(parts[3])
+        state = (math.floor(elapsed / rate.per), int(parts[1]), int(parts[2]))
+    _, remaining, reset, retry, _ = decide_one(algorithm, rate, state, elapsed, cost)
+    return _new(Decision, (allowed, rate.limit, remaining, reset, retry, rate))
+
+
 # KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
 _ACQUIRE_SLOT = Script(
     LUA_NOW
@@ -180,9 +271,11 @@ return 1
 )
 
 _MAX_KEY = 128
-# The key's suffix per algorithm in the generic script: limiters that share a name
-# but not an algorithm never read each other's state. (One GCRA rate: "#g".)
+# The key's suffix per algorithm in the generic script, and in the one-rate scripts
+# (each its own layout): limiters that share a name but not an algorithm never read
+# each other's state.
 _KIND = {"gcra": "", "fixed_window": "#f", "sliding_window": "#s"}
+_KIND1 = {"gcra": "#g", "fixed_window": "#f1", "sliding_window": "#s1"}
 
 
 def _text(v: Any) -> str:
@@ -210,7 +303,8 @@ class RedisStore:
         self.local = MemoryStore()
         self.tracker = OutageTracker("ratelimit", "RedisStore")
         self._specs: dict[tuple[Any, ...], list[str]] = {}
-        self._scripts: dict[tuple[Rate, float], Script] = {}
+        self._scripts: dict[tuple[str, Rate, float],
+                            tuple[Script, Callable[[Any, int], Decision]] | None] = {}  # fmt: skip
 
     def key(self, name: str, key: str, kind: str = "") -> str:
         if len(key) > _MAX_KEY // 4:  # may be longer than 128 bytes in UTF-8
@@ -252,22 +346,26 @@ class RedisStore:
             return Decision(False, rate.limit, 0, rate.per, rate.per, rate)
         return local()  # type: ignore[no-any-return]
 
-    def _gcra1(self, rate: Rate, ttl: float) -> Script:
-        script = self._scripts.get((rate, ttl))
-        if script is None:
+    def _one_rate(self, algorithm: str, rate: Rate, ttl: float
+                  ) -> tuple[Script, Callable[[Any, int], Decision]] | None:  # fmt: skip
+        """The script for one rate of ``algorithm`` and how to read its reply (None: the
+        general script serves it: a fixed window whose reply would not fit an integer)."""
+        spec = (algorithm, rate, ttl)
+        if spec not in self._scripts:
             if len(self._scripts) > 256:
                 self._scripts.clear()
-            script = self._scripts[(rate, ttl)] = Script(_gcra1_source(rate, ttl))
-        return script
+            self._scripts[spec] = _one_rate(algorithm, rate, ttl)
+        return self._scripts[spec]
 
     def _call(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
               ttl: float, commit: bool
               ) -> tuple[Script, list[str], list[str], Callable[[Any], Decision]]:  # fmt: skip
-        if algorithm == "gcra" and len(rates) == 1:
-            rate = rates[0]
+        one = self._one_rate(algorithm, rates[0], ttl) if len(rates) == 1 else None
+        if one is not None:
+            script, decode = one
             args = [] if cost == 1 and commit else [str(cost), "1" if commit else "0"]
-            return (self._gcra1(rate, ttl), [self.key(name, key, "#g")], args,
-                    lambda reply: _gcra1_decision(reply, rate, cost))  # fmt: skip
+            return (script, [self.key(name, key, _KIND1[algorithm])], args,
+                    lambda reply: decode(reply, cost))  # fmt: skip
         spec = (name, algorithm, rates, cost, ttl, commit)
         cached = self._specs.get(spec)
         if cached is None:
@@ -300,34 +398,33 @@ class RedisStore:
         self.tracker.ok()
         return decode(reply)
 
-    def planned_gcra1(self, name: str, rate: Rate, ttl: float, now: Callable[[], float]
-                      ) -> Callable[[str, int], Decision]:  # fmt: skip
-        """``hit`` for one GCRA rate on a synchronous client, with the script and
-        everything else that depends on neither key nor cost looked up once."""
-        script, client, tracker, local = (
-            self._gcra1(rate, ttl),
-            self.client,
-            self.tracker,
-            self.local,
-        )
-        rates = (rate,)
+    def planned(self, name: str, algorithm: str, rate: Rate, ttl: float,
+                now: Callable[[], float]) -> Callable[[str, int], Decision] | None:  # fmt: skip
+        """``hit`` for one rate on a synchronous client, with the script and everything
+        else that depends on neither key nor cost looked up once (None: no such plan,
+        the general path serves it)."""
+        one = self._one_rate(algorithm, rate, ttl)
+        if one is None:
+            return None
+        (script, decode), client, tracker, local = one, self.client, self.tracker, self.local
+        rates, kind = (rate,), _KIND1[algorithm]
 
         def run(key: str, cost: int) -> Decision:
             try:
-                reply = script.run(client, (self.key(name, key, "#g"),),
+                reply = script.run(client, (self.key(name, key, kind),),
                                    () if cost == 1 else (str(cost),))  # fmt: skip
             except RedisError as exc:
                 return self._fallback(exc, rates, lambda: local.hit(
-                    name, key, "gcra", rates, cost, now(), ttl))  # fmt: skip
+                    name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
             if tracker.active:
                 tracker.ok()
-            return _gcra1_decision(reply, rate, cost)
+            return decode(reply, cost)
 
         return run
 
     def _all_keys(self, name: str, key: str) -> list[str]:
         """Every key a limiter of this name may keep for ``key`` (one per layout)."""
-        return [self.key(name, key, kind) for kind in ("#g", *_KIND.values())]
+        return [self.key(name, key, kind) for kind in (*_KIND1.values(), *_KIND.values())]
 
     def reset(self, name: str, key: str) -> None:
         self.local.reset(name, key)
