@@ -194,8 +194,9 @@ def _window1_source(algorithm: str, rate: Rate, ttl: float) -> str:
     The client works out the decision's figures from what the script saw, with the
     memory path's arithmetic (:func:`_window1_decision`). The fixed window replies
     one integer (:func:`_fixed1_packing`; ``-1 -`` it when denied); the sliding
-    window ``"<1|0> <previous> <current> <elapsed>"``, the seconds since the window
-    began at full precision, so that the client's estimate is the script's exactly.
+    window ``"<1|0> <previous> <current> <elapsed>"``, the whole microseconds since
+    the window began, which the script also decides with, so that the client's
+    estimate (the same division of the same integer) is the script's exactly.
     """
     limit, per = rate.limit, float(rate.per)
     if algorithm == "fixed_window":
@@ -208,11 +209,12 @@ local new = w .. ':' .. (count + cost)"""
 if ok then return r end
 return -1 - r"""
     else:
-        read = f"""{_READ_SLIDING}local estimate = prev * (1 - elapsed / {per!r}) + curr
+        read = f"""{_READ_SLIDING}local us = math.floor(elapsed * 1000000)
+elapsed = us / 1000000
+local estimate = prev * (1 - elapsed / {per!r}) + curr
 local ok = estimate + cost <= {limit} + 1e-9
 local new = w .. ':' .. prev .. ':' .. (curr + cost)"""
-        reply = """return (ok and '1 ' or '0 ') .. prev .. ' ' .. curr .. ' '
-  .. string.format('%.17g', elapsed)"""
+        reply = """return (ok and '1 ' or '0 ') .. prev .. ' ' .. curr .. ' ' .. us"""
     return f"""-- opskit.ratelimit {algorithm} {rate}
 {LUA_NOW}local cost = 1
 if ARGV[1] then cost = tonumber(ARGV[1]) end
@@ -252,7 +254,7 @@ def _window1_decision(reply: Any, algorithm: str, rate: Rate, cost: int,
         state: tuple[float, ...] = (math.floor(elapsed / rate.per), count)
     else:
         parts = reply.split()
-        allowed, elapsed = parts[0] == b"1", float(parts[3])
+        allowed, elapsed = parts[0] == b"1", int(parts[3]) / 1e6  # the script's double
         state = (math.floor(elapsed / rate.per), int(parts[1]), int(parts[2]))
     _, remaining, reset, retry, _ = decide_one(algorithm, rate, state, elapsed, cost)
     return _new(Decision, (allowed, rate.limit, remaining, reset, retry, rate))
