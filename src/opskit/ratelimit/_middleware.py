@@ -26,6 +26,11 @@ HeaderStyle = Literal["ietf", "legacy", "both", "none"]
 FUZZ = 1e-6
 
 
+def whole_seconds(seconds: float) -> int:
+    """``seconds`` rounded up to a whole second for a header (never below 0)."""
+    return max(0, ceil(seconds - FUZZ))
+
+
 @dataclass
 class Rule:
     """Which requests a limit applies to, and how.
@@ -156,10 +161,12 @@ class Core:
 
     def _route(self, index: int) -> Route:
         rule, limiter = self.rules[index], self.limiters[index]
-        plain = (isinstance(limiter, RateLimiter) and not limiter.store.is_async
-                 and rule.count == "all" and rule.mode == "reject")  # fmt: skip
-        return Route(index, limiter.hit if plain else None, self._raw_headers(index),  # type: ignore[union-attr]
-                     rule.key is by_ip and not self.client_ip.trusted_proxies)  # fmt: skip
+        hit = None
+        if (isinstance(limiter, RateLimiter) and not limiter.store.is_async
+                and rule.count == "all" and rule.mode == "reject"):  # fmt: skip
+            hit = limiter.hit
+        peer_keyed = rule.key is by_ip and not self.client_ip.trusted_proxies
+        return Route(index, hit, self._raw_headers(index), peer_keyed)
 
     def route(self, method: str, path: str) -> Route | None:
         """The route of the first rule for the request (None: exempt or no rule)."""
@@ -214,7 +221,7 @@ class Core:
 
     def _item(self, index: int, d: Decision) -> str:
         """The ``RateLimit`` field value for the decision's rate."""
-        reset = max(0, ceil(d.reset_after - FUZZ))
+        reset = whole_seconds(d.reset_after)
         return f"{self._items[index][self._position(index, d)]};r={d.remaining};t={reset}"
 
     def _raw_headers(self, index: int) -> Callable[[Decision], RawHeaders] | None:
@@ -243,7 +250,7 @@ class Core:
         if d is None or self.headers == "none":
             return []
         out: list[tuple[str, str]] = []
-        reset = max(0, ceil(d.reset_after - FUZZ))
+        reset = whole_seconds(d.reset_after)
         if self.headers in ("ietf", "both") and self._items[index]:
             out.append(("RateLimit-Policy", self.policy_headers[index]))
             out.append(("RateLimit", self._item(index, d)))
@@ -255,7 +262,7 @@ class Core:
 
     def rejection(self, index: int, d: Decision | None, retry_after: float
                   ) -> tuple[list[tuple[str, str]], dict[str, Any]]:  # fmt: skip
-        retry = max(1, ceil(retry_after - FUZZ))
+        retry = max(1, whole_seconds(retry_after))
         headers = [("Retry-After", str(retry)), *self.rate_headers(index, d)]
         body = {"type": QUOTA_EXCEEDED, "detail": "too many requests; retry later",
                 "retry_after": retry}  # fmt: skip

@@ -185,7 +185,8 @@ def _fixed1_packing(rate: Rate) -> tuple[int, float] | None:
     return None
 
 
-def _window1_source(algorithm: str, rate: Rate, ttl: float) -> str:
+def _window1_source(algorithm: str, rate: Rate, ttl: float,
+                    packing: tuple[int, float] | None) -> str:  # fmt: skip
     """One fixed or sliding window rate, its constants written in like GCRA's. The
     key holds ``"window:count"`` (fixed) or ``"window:previous:current"`` (sliding),
     windows numbered from the server clock, so a key left from an earlier window
@@ -200,8 +201,7 @@ def _window1_source(algorithm: str, rate: Rate, ttl: float) -> str:
     """
     limit, per = rate.limit, float(rate.per)
     if algorithm == "fixed_window":
-        packing = _fixed1_packing(rate)
-        assert packing is not None
+        assert packing is not None  # a fixed window that does not pack runs the general script
         span, unit = packing
         read = f"""{_READ_FIXED}local ok = count + cost <= {limit}
 local new = w .. ':' .. (count + cost)"""
@@ -229,24 +229,27 @@ end
 """
 
 
-def _one_rate(algorithm: str, rate: Rate, ttl: float
-              ) -> tuple[Script, Callable[[Any, int], Decision]] | None:  # fmt: skip
+def _one_rate_script(algorithm: str, rate: Rate, ttl: float
+                     ) -> tuple[Script, Callable[[Any, int], Decision]] | None:  # fmt: skip
+    """The written-in script for one rate and the reader of its reply (None: the general
+    script serves the rate, a fixed window whose reply would not fit an integer)."""
     if algorithm == "gcra":
         script = Script(_gcra1_source(rate, ttl))
         return script, lambda reply, cost: _gcra1_decision(reply, rate, cost)
-    packing = _fixed1_packing(rate) if algorithm == "fixed_window" else (0, 0.0)
-    if packing is None:
+    packing = _fixed1_packing(rate) if algorithm == "fixed_window" else None
+    if algorithm == "fixed_window" and packing is None:
         return None
-    script = Script(_window1_source(algorithm, rate, ttl))
+    script = Script(_window1_source(algorithm, rate, ttl, packing))
     return script, lambda reply, cost: _window1_decision(reply, algorithm, rate, cost, packing)
 
 
 def _window1_decision(reply: Any, algorithm: str, rate: Rate, cost: int,
-                      packing: tuple[int, float]) -> Decision:  # fmt: skip
+                      packing: tuple[int, float] | None) -> Decision:  # fmt: skip
     """The script's decision with its figures from :func:`_algo.decide_one`, run on
     the same counts at the same offset into the window (so it reaches the same
     verdict; the window is 0 unless rounding put the offset on an edge)."""
     if algorithm == "fixed_window":
+        assert packing is not None
         span, unit = packing
         allowed = reply >= 0
         count, units = divmod(reply if allowed else -1 - reply, span)
@@ -356,7 +359,7 @@ class RedisStore:
         if spec not in self._scripts:
             if len(self._scripts) > 256:
                 self._scripts.clear()
-            self._scripts[spec] = _one_rate(algorithm, rate, ttl)
+            self._scripts[spec] = _one_rate_script(algorithm, rate, ttl)
         return self._scripts[spec]
 
     def _call(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
