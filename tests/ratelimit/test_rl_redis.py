@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import struct
 import threading
 from typing import Any
 
@@ -23,7 +24,7 @@ from opskit.ratelimit import (
     RedisStore,
 )
 from opskit.ratelimit._algo import decide_one
-from opskit.ratelimit._redis import _fixed1_packing
+from opskit.ratelimit._redis import _packing
 
 LONG = "1000000s"  # a period so long that the server clock barely moves within a test
 
@@ -109,9 +110,10 @@ def test_gcra_keeps_the_arrival_time_at_full_precision(redis_client: redis.Redis
     r = limiter(redis_client, "1000000/second")  # one microsecond per hit
     r.hit("k", cost=3)
     (key,) = redis_client.keys("*")
-    stored = float(redis_client.get(key))
+    (stored,) = struct.unpack("<d", redis_client.get(key))
     # Lua's tostring() keeps 14 digits: 4 decimals at today's epoch, and +3 us is lost.
     assert stored != round(stored, 4)
+    assert stored == pytest.approx(server_time(redis_client) + 3e-6, abs=1.0)
 
 
 def server_time(client: redis.Redis) -> float:
@@ -122,15 +124,18 @@ def server_time(client: redis.Redis) -> float:
 @pytest.mark.parametrize(
     ("algorithm", "stored", "state"),
     [
-        ("fixed_window", "{w}:3", (3,)),  # this window's count
-        ("fixed_window", "{p}:3", (0,)),  # a count left from the window before: expired
-        ("sliding_window", "{w}:4:1", (4, 1)),  # previous and current counts
-        ("sliding_window", "{p}:2:4", (4, 0)),  # the window before: its count moves back
-        ("sliding_window", "{o}:2:4", (0, 0)),  # older: nothing counts
+        ("fixed_window", ("w", 3), (3,)),  # this window's count
+        ("fixed_window", ("p", 3), (0,)),  # a count left from the window before: expired
+        ("fixed_window", "w:3", (0,)),  # not the script's layout: empty
+        ("sliding_window", ("w", 4, 1), (4, 1)),  # previous and current counts
+        ("sliding_window", ("w", 4, 4), (4, 4)),  # full: denied
+        ("sliding_window", ("p", 2, 4), (4, 0)),  # the window before: its count moves back
+        ("sliding_window", ("o", 2, 4), (0, 0)),  # older: nothing counts
+        ("sliding_window", "x" * 24, (0, 0)),  # 24 bytes of no window: nothing counts
     ],
 )
 def test_one_rate_window_scripts_read_the_windows_of_the_server_clock(
-    redis_client: redis.Redis, algorithm: str, stored: str, state: tuple[int, ...]
+    redis_client: redis.Redis, algorithm: str, stored: Any, state: tuple[int, ...]
 ) -> None:
     rate = Rate.parse("5/hour")
     r = limiter(redis_client, rate, algorithm)
@@ -138,7 +143,12 @@ def test_one_rate_window_scripts_read_the_windows_of_the_server_clock(
     (key,) = redis_client.keys("*")
     while True:  # again if the hour turns between the reads (once in hours of runs)
         w = int(server_time(redis_client) // 3600)
-        redis_client.set(key, stored.format(w=w, p=w - 1, o=w - 2))
+        if isinstance(stored, tuple):  # the scripts' layout: little-endian doubles
+            window = {"w": w, "p": w - 1, "o": w - 2}[stored[0]]
+            value: Any = struct.pack(f"<{len(stored)}d", window, *stored[1:])
+        else:
+            value = stored
+        redis_client.set(key, value)
         before = server_time(redis_client)
         d = r.hit("k")
         after = server_time(redis_client)
@@ -153,10 +163,10 @@ def test_one_rate_window_scripts_read_the_windows_of_the_server_clock(
     assert late[3] <= d.retry_after <= early[3]
 
 
-def test_fixed_window_reply_packing() -> None:
-    assert _fixed1_packing(Rate.parse("100/minute")) == (60_000_001, 1e6)  # microseconds
-    assert _fixed1_packing(Rate.parse("1000000000/hour")) == (3_600_001, 1e3)  # milliseconds
-    assert _fixed1_packing(Rate.parse("1000000000/day")) is None  # the general script
+def test_window_reply_packing() -> None:
+    assert _packing(Rate.parse("100/minute")) == (60_000_001, 1)  # microseconds
+    assert _packing(Rate.parse("1000000000/hour")) == (3_600_001, 1000)  # milliseconds
+    assert _packing(Rate.parse("1000000000/day")) is None  # too wide
 
 
 def test_fixed_window_too_wide_to_pack_runs_the_general_script(redis_client: redis.Redis) -> None:
@@ -165,6 +175,19 @@ def test_fixed_window_too_wide_to_pack_runs_the_general_script(redis_client: red
     (key,) = redis_client.keys("*")
     assert key.endswith(b"#f:k}") and redis_client.type(key) == b"hash"  # the general layout
     assert r.peek("k").remaining == 1_000_000_000 - 4
+
+
+def test_sliding_window_too_wide_to_pack_replies_its_counts(redis_client: redis.Redis) -> None:
+    limit = 10**15  # counts past 14 digits: Lua's tostring() would print them as 1e+15
+    r = limiter(redis_client, [f"{limit}/day"], "sliding_window")
+    assert r.hit("k", cost=3).remaining == limit - 3
+    (key,) = redis_client.keys("*")
+    assert key.endswith(b"#s1:k}")  # the one-rate script, its reply in text
+    assert r.peek("k").remaining == limit - 4
+    w = int(server_time(redis_client) // 86400)
+    redis_client.set(key, struct.pack("<3d", w, 0, limit - 1))
+    d = r.hit("k", cost=2)
+    assert not d.allowed and d.remaining == 1 and d.retry_after > 0
 
 
 def test_one_rate_scripts_read_one_key_once(redis_client: redis.Redis) -> None:

@@ -123,13 +123,20 @@ return (all and '1' or '0') .. ' ' .. pick .. ' ' .. remaining .. ' ' .. resets[
 )
 
 
+# The one-rate scripts keep their state as little-endian doubles packed with Lua's
+# ``struct`` (exact, and several times cheaper than formatting and parsing numbers
+# as text): GCRA the arrival time, a fixed window ``(window, count)``, a sliding
+# window ``(window, previous, current)``. A value of any other length reads as empty.
+_GCRA_STATE, _FIXED_STATE, _SLIDING_STATE = "<d", "<dd", "<ddd"
+
+
 def _gcra1_source(rate: Rate, ttl: float) -> str:
     """The common case, one GCRA rate, with the rate's constants written into the
     script: the call sends one key and no arguments (``ARGV[1]``: a cost other than
     1; ``ARGV[2]``: ``'0'`` to peek). The key holds the theoretical arrival time.
 
     Numbers handed to ``redis.call`` are formatted on every call (about 1.5 µs
-    each), so the TTL is written in as a string.
+    each), so the TTL is written in as a string and the state is packed.
 
     The reply is one integer, ``ceil(TAT - now)`` in microseconds before the hit
     (``TAT`` not before ``now``): itself when the hit was allowed, ``-1 -`` it when
@@ -141,18 +148,24 @@ def _gcra1_source(rate: Rate, ttl: float) -> str:
         + LUA_NOW
         + f"""local step = {interval!r}
 if ARGV[1] then step = step * tonumber(ARGV[1]) end
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local raw = redis.call('GET', KEYS[1])
+local tat = now
+if raw and #raw == 8 then tat = struct.unpack('{_GCRA_STATE}', raw) end
 if tat < now then tat = now end
 local us = math.ceil((tat - now) * 1000000)
 if tat - now + step <= {ceiling!r} then
   if ARGV[2] ~= '0' then
-    redis.call('SET', KEYS[1], tat + step, 'PX', '{int(ttl * 1000) + 1}')
+    redis.call('SET', KEYS[1], struct.pack('{_GCRA_STATE}', tat + step), 'PX', '{_px(ttl)}')
   end
   return us
 end
 return -1 - us
 """
     )
+
+
+def _px(ttl: float) -> str:
+    return str(int(ttl * 1000) + 1)
 
 
 _new = tuple.__new__  # a Decision without the namedtuple's Python-level __new__
@@ -174,59 +187,120 @@ def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
     )
 
 
-def _fixed1_packing(rate: Rate) -> tuple[int, float] | None:
-    """How the one-rate fixed window script packs its reply into one integer: the
-    count times ``span`` plus the time into the window in units of ``1/unit`` s
-    (µs, else ms), exact below 2**53. None when neither fits: the general script."""
-    for unit in (1e6, 1e3):
-        span = math.ceil(rate.per * unit) + 1
+def _packing(rate: Rate) -> tuple[int, int] | None:
+    """How a window script packs a count (at most the limit) and the time into the
+    window into one integer reply: ``count * span + units``, the time in µs, else in
+    ms (``units // divisor`` of the whole µs), exact below 2**53. None when neither
+    fits (a fixed window then runs the general script, a sliding window replies text)."""
+    for divisor in (1, 1000):
+        span = math.ceil(rate.per * 1e6 / divisor) + 1
         if (rate.limit + 1) * span < 2**53:
-            return span, unit
+            return span, divisor
     return None
 
 
-def _window1_source(algorithm: str, rate: Rate, ttl: float,
-                    packing: tuple[int, float] | None) -> str:  # fmt: skip
-    """One fixed or sliding window rate, its constants written in like GCRA's. The
-    key holds ``"window:count"`` (fixed) or ``"window:previous:current"`` (sliding),
-    windows numbered from the server clock, so a key left from an earlier window
-    reads as empty (or as the previous window) whenever it expires.
-
-    The client works out the decision's figures from what the script saw, with the
-    memory path's arithmetic (:func:`_window1_decision`). The fixed window replies
-    one integer (:func:`_fixed1_packing`; ``-1 -`` it when denied); the sliding
-    window ``"<1|0> <previous> <current> <elapsed>"``, the whole microseconds since
-    the window began, which the script also decides with, so that the client's
-    estimate (the same division of the same integer) is the script's exactly.
-    """
-    limit, per = rate.limit, float(rate.per)
-    if algorithm == "fixed_window":
-        assert packing is not None  # a fixed window that does not pack runs the general script
-        span, unit = packing
-        read = f"""{_READ_FIXED}local ok = count + cost <= {limit}
-local new = w .. ':' .. (count + cost)"""
-        reply = f"""local r = count * {span} + math.floor(elapsed * {unit!r})
-if ok then return r end
-return -1 - r"""
-    else:
-        read = f"""{_READ_SLIDING}local us = math.floor(elapsed * 1000000)
-elapsed = us / 1000000
-local estimate = prev * (1 - elapsed / {per!r}) + curr
-local ok = estimate + cost <= {limit} + 1e-9
-local new = w .. ':' .. prev .. ':' .. (curr + cost)"""
-        reply = """return (ok and '1 ' or '0 ') .. prev .. ' ' .. curr .. ' ' .. us"""
-    return f"""-- opskit.ratelimit {algorithm} {rate}
+def _fixed1_source(rate: Rate, ttl: float, packing: tuple[int, int]) -> str:
+    """One fixed window rate, its constants written in like GCRA's. Windows are
+    numbered from the server clock, so a count left from an earlier window reads as
+    empty whenever its key expires. The reply is one integer (:func:`_packing`: the
+    count before the hit and the time into the window), ``-1 -`` it when denied."""
+    per, (span, divisor) = float(rate.per), packing
+    return f"""-- opskit.ratelimit fixed_window {rate}
 {LUA_NOW}local cost = 1
 if ARGV[1] then cost = tonumber(ARGV[1]) end
 local w = math.floor(now / {per!r})
-local elapsed = now - w * {per!r}
+local count = 0
 local raw = redis.call('GET', KEYS[1])
-{read}
-if ok and ARGV[2] ~= '0' then
-  redis.call('SET', KEYS[1], new, 'PX', '{int(ttl * 1000) + 1}')
+if raw and #raw == 16 then
+  local sw, sc = struct.unpack('{_FIXED_STATE}', raw)
+  if sw == w then count = sc end
 end
-{reply}
+local r = count * {span} + math.floor((now - w * {per!r}) * {1e6 / divisor!r})
+if count + cost <= {rate.limit} then
+  if ARGV[2] ~= '0' then
+    local new = struct.pack('{_FIXED_STATE}', w, count + cost)
+    redis.call('SET', KEYS[1], new, 'PX', '{_px(ttl)}')
+  end
+  return r
+end
+return -1 - r
 """
+
+
+def _fixed1_decision(reply: int, rate: Rate, cost: int, packing: tuple[int, int]) -> Decision:
+    """The script's verdict with :func:`_algo.decide_one`'s figures for the count and
+    the time into the window the script saw (the window's end: its reset and, when
+    denied, its retry)."""
+    span, divisor = packing
+    limit = rate.limit
+    if reply >= 0:
+        count, units = divmod(reply, span)
+        reset = rate.per - units * divisor / 1e6
+        return _new(Decision, (True, limit, limit - count - cost, reset, 0.0, rate))
+    count, units = divmod(-1 - reply, span)
+    reset = rate.per - units * divisor / 1e6
+    return _new(Decision, (False, limit, max(0, limit - count), reset, reset, rate))
+
+
+def _sliding1_source(rate: Rate, ttl: float, packing: tuple[int, int] | None) -> str:
+    """One sliding window rate, its constants written in. The script decides on the
+    whole microseconds into the window (``us``), the same number the client gets
+    its figures from.
+
+    An allowed hit replies one integer when the rate packs (:func:`_packing`): the
+    remaining count, worked out here with the arithmetic of :func:`_algo.decide_one`,
+    and the time into the window. A denied hit, or an allowed one of a rate too wide
+    to pack, replies ``"<1|0> <previous> <current> <us>"``.
+    """
+    limit, per = rate.limit, float(rate.per)
+    if packing is None:
+        allowed = "return string.format('1 %d %d %d', prev, curr, us)"
+    else:
+        span, divisor = packing
+        units = "us" if divisor == 1 else f"math.floor(us / {divisor})"
+        allowed = f"""local left = math.floor({limit} - estimate - cost + 1e-9)
+  if left < 0 then left = 0 end
+  return left * {span} + {units}"""
+    return f"""-- opskit.ratelimit sliding_window {rate}
+{LUA_NOW}local cost = 1
+if ARGV[1] then cost = tonumber(ARGV[1]) end
+local w = math.floor(now / {per!r})
+local us = math.floor((now - w * {per!r}) * 1000000)
+local prev, curr = 0, 0
+local raw = redis.call('GET', KEYS[1])
+if raw and #raw == 24 then
+  local sw, sp, sc = struct.unpack('{_SLIDING_STATE}', raw)
+  if sw == w then prev, curr = sp, sc elseif sw == w - 1 then prev = sc end
+end
+local estimate = prev * (1 - us / 1000000 / {per!r}) + curr
+if estimate + cost <= {limit} + 1e-9 then
+  if ARGV[2] ~= '0' then
+    local new = struct.pack('{_SLIDING_STATE}', w, prev, curr + cost)
+    redis.call('SET', KEYS[1], new, 'PX', '{_px(ttl)}')
+  end
+  {allowed}
+end
+return string.format('0 %d %d %d', prev, curr, us)
+"""
+
+
+def _sliding1_decision(reply: Any, rate: Rate, cost: int, packing: tuple[int, int] | None
+                       ) -> Decision:  # fmt: skip
+    """An integer: allowed, with the remaining count the script worked out, and the
+    reset from the time into the window (µs or ms, floored: never understated). Text:
+    the figures of :func:`_algo.decide_one` for the counts at the script's time."""
+    per = rate.per
+    if reply.__class__ is int:
+        assert packing is not None
+        span, divisor = packing
+        left, units = divmod(reply, span)
+        elapsed = units * divisor / 1e6
+        return _new(Decision, (True, rate.limit, left, (per - elapsed) + per, 0.0, rate))
+    flag, prev, curr, us = reply.split()
+    elapsed = int(us) / 1e6  # the script's double
+    state = (math.floor(elapsed / per), int(prev), int(curr))
+    _, remaining, reset, retry, _ = decide_one("sliding_window", rate, state, elapsed, cost)
+    return _new(Decision, (flag == b"1", rate.limit, remaining, reset, retry, rate))
 
 
 def _one_rate_script(algorithm: str, rate: Rate, ttl: float
@@ -236,31 +310,15 @@ def _one_rate_script(algorithm: str, rate: Rate, ttl: float
     if algorithm == "gcra":
         script = Script(_gcra1_source(rate, ttl))
         return script, lambda reply, cost: _gcra1_decision(reply, rate, cost)
-    packing = _fixed1_packing(rate) if algorithm == "fixed_window" else None
-    if algorithm == "fixed_window" and packing is None:
+    packing = _packing(rate)
+    if algorithm == "sliding_window":
+        script = Script(_sliding1_source(rate, ttl, packing))
+        return script, lambda reply, cost: _sliding1_decision(reply, rate, cost, packing)
+    if packing is None:
         return None
-    script = Script(_window1_source(algorithm, rate, ttl, packing))
-    return script, lambda reply, cost: _window1_decision(reply, algorithm, rate, cost, packing)
-
-
-def _window1_decision(reply: Any, algorithm: str, rate: Rate, cost: int,
-                      packing: tuple[int, float] | None) -> Decision:  # fmt: skip
-    """The script's decision with its figures from :func:`_algo.decide_one`, run on
-    the same counts at the same offset into the window (so it reaches the same
-    verdict; the window is 0 unless rounding put the offset on an edge)."""
-    if algorithm == "fixed_window":
-        assert packing is not None
-        span, unit = packing
-        allowed = reply >= 0
-        count, units = divmod(reply if allowed else -1 - reply, span)
-        elapsed = units / unit
-        state: tuple[float, ...] = (math.floor(elapsed / rate.per), count)
-    else:
-        parts = reply.split()
-        allowed, elapsed = parts[0] == b"1", int(parts[3]) / 1e6  # the script's double
-        state = (math.floor(elapsed / rate.per), int(parts[1]), int(parts[2]))
-    _, remaining, reset, retry, _ = decide_one(algorithm, rate, state, elapsed, cost)
-    return _new(Decision, (allowed, rate.limit, remaining, reset, retry, rate))
+    fixed = packing
+    script = Script(_fixed1_source(rate, ttl, fixed))
+    return script, lambda reply, cost: _fixed1_decision(reply, rate, cost, fixed)
 
 
 # KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
