@@ -51,7 +51,7 @@ def test_redis_decisions(redis_client: redis.Redis, algorithm: str) -> None:
     algorithm=st.sampled_from(["gcra", "sliding_window", "fixed_window"]),
     limit=st.integers(2, 9),
     costs=st.lists(st.integers(1, 3), min_size=1, max_size=25),
-    one_rate=st.booleans(),  # one rate: the written-in scripts; two: the general one
+    one_rate=st.booleans(),  # one rate: the tuned scripts; two: the n-rate one
 )
 def test_redis_never_admits_more_than_the_limit(
     redis_server: Any, algorithm: str, limit: int, costs: list[int], one_rate: bool
@@ -72,16 +72,21 @@ def test_redis_never_admits_more_than_the_limit(
     client.close()
 
 
-def test_one_round_trip_per_decision_whatever_the_rates(redis_client: redis.Redis) -> None:
-    r = limiter(redis_client, ["100/second", "1000/minute", "10000/hour"])
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window", "fixed_window"])
+def test_one_round_trip_per_decision_whatever_the_rates(
+    redis_client: redis.Redis, algorithm: str
+) -> None:
+    r = limiter(redis_client, ["100/second", "1000/minute", "10000/hour"], algorithm)
     r.hit("warm")
     redis_client.config_resetstat()
     for _ in range(50):
         r.hit("k")
     stats = redis_client.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 50
-    # Everything else ran inside the script (commandstats counts those too).
-    inside = {"cmdstat_time", "cmdstat_hget", "cmdstat_hset", "cmdstat_pexpire"}
+    # Everything else ran inside the script (commandstats counts those too): the
+    # state of all three rates is one key, read and written once.
+    assert stats["cmdstat_get"]["calls"] == stats["cmdstat_set"]["calls"] == 50
+    inside = {"cmdstat_time", "cmdstat_get", "cmdstat_set"}
     assert set(stats) - {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat"} <= inside
 
 
@@ -89,12 +94,15 @@ class GenericRedisStore(RedisStore):
     """A RedisStore the limiter does not recognise, so it takes the generic path."""
 
 
+@pytest.mark.parametrize("rates", [[f"5/{LONG}"], [f"5/{LONG}", f"7/{LONG}"]])
 @pytest.mark.parametrize("algorithm", ["gcra", "fixed_window", "sliding_window"])
-def test_redis_figures_match_memory(redis_client: redis.Redis, algorithm: str) -> None:
-    fast = limiter(redis_client, f"5/{LONG}", algorithm)
-    generic = RateLimiter("g", f"5/{LONG}", algorithm=algorithm, registry=CollectorRegistry(),
+def test_redis_figures_match_memory(
+    redis_client: redis.Redis, algorithm: str, rates: list[str]
+) -> None:
+    fast = limiter(redis_client, rates, algorithm)
+    generic = RateLimiter("g", rates, algorithm=algorithm, registry=CollectorRegistry(),
                           store=GenericRedisStore(redis_client))  # fmt: skip
-    memory = RateLimiter("m", f"5/{LONG}", algorithm=algorithm, registry=CollectorRegistry())
+    memory = RateLimiter("m", rates, algorithm=algorithm, registry=CollectorRegistry())
     for cost in (1, 2, 1, 3, 1, 1):
         got = [fast.peek("k"), generic.peek("k"), memory.peek("k")]
         got += [fast.hit("k", cost), generic.hit("k", cost), memory.hit("k", cost)]
@@ -134,33 +142,41 @@ def server_time(client: redis.Redis) -> float:
         ("sliding_window", "x" * 24, (0, 0)),  # 24 bytes of no window: nothing counts
     ],
 )
-def test_one_rate_window_scripts_read_the_windows_of_the_server_clock(
+def test_window_scripts_read_the_windows_of_the_server_clock(
     redis_client: redis.Redis, algorithm: str, stored: Any, state: tuple[int, ...]
 ) -> None:
     rate = Rate.parse("5/hour")
-    r = limiter(redis_client, rate, algorithm)
-    r.hit("k")  # creates the key: its name is the only one in the database
-    (key,) = redis_client.keys("*")
-    while True:  # again if the hour turns between the reads (once in hours of runs)
-        w = int(server_time(redis_client) // 3600)
-        if isinstance(stored, tuple):  # the scripts' layout: little-endian doubles
-            window = {"w": w, "p": w - 1, "o": w - 2}[stored[0]]
-            value: Any = struct.pack(f"<{len(stored)}d", window, *stored[1:])
-        else:
-            value = stored
-        redis_client.set(key, value)
-        before = server_time(redis_client)
-        d = r.hit("k")
-        after = server_time(redis_client)
-        if int(before // 3600) == w == int(after // 3600):
-            break
-    # The decision is the reference's at a time between the two reads of the clock.
-    early = decide_one(algorithm, rate, (w, *state), before, 1)
-    late = decide_one(algorithm, rate, (w, *state), after, 1)
-    assert d.allowed == early[0] == late[0]
-    assert early[1] <= d.remaining <= late[1]  # a sliding estimate decays with time
-    assert late[2] <= d.reset_after <= early[2]
-    assert late[3] <= d.retry_after <= early[3]
+    # One rate: the one-rate script; two: the n-rate script, the day's rate empty.
+    layouts = [[rate], [rate, Rate.parse("9/day")]] if isinstance(stored, tuple) else [[rate]]
+    for rates in layouts:
+        redis_client.flushdb()
+        r = limiter(redis_client, rates, algorithm)
+        r.hit("k")  # creates the key: its name is the only one in the database
+        (key,) = redis_client.keys("*")
+        while True:  # again if the hour turns between the reads (once in hours of runs)
+            w = int(server_time(redis_client) // 3600)
+            if isinstance(stored, tuple):  # the scripts' layout: little-endian doubles
+                window = {"w": w, "p": w - 1, "o": w - 2}[stored[0]]
+                value: Any = struct.pack(f"<{len(stored)}d", window, *stored[1:])
+                if len(rates) == 2:
+                    day = w // 24
+                    value += struct.pack(f"<{len(stored)}d", day, *[0] * (len(stored) - 1))
+            else:
+                value = stored
+            redis_client.set(key, value)
+            before = server_time(redis_client)
+            d = r.hit("k")
+            after = server_time(redis_client)
+            if int(before // 3600) == w == int(after // 3600):
+                break
+        # The decision is the reference's at a time between the two reads of the clock.
+        early = decide_one(algorithm, rate, (w, *state), before, 1)
+        late = decide_one(algorithm, rate, (w, *state), after, 1)
+        assert d.allowed == early[0] == late[0]
+        assert d.rate == rate
+        assert early[1] <= d.remaining <= late[1]  # a sliding estimate decays with time
+        assert late[2] <= d.reset_after <= early[2]
+        assert late[3] <= d.retry_after <= early[3]
 
 
 def test_window_reply_packing() -> None:
@@ -169,11 +185,11 @@ def test_window_reply_packing() -> None:
     assert _packing(Rate.parse("1000000000/day")) is None  # too wide
 
 
-def test_fixed_window_too_wide_to_pack_runs_the_general_script(redis_client: redis.Redis) -> None:
+def test_fixed_window_too_wide_to_pack_runs_the_n_rate_script(redis_client: redis.Redis) -> None:
     r = limiter(redis_client, ["1000000000/day"], "fixed_window")
     assert r.hit("k", cost=3).remaining == 1_000_000_000 - 3
     (key,) = redis_client.keys("*")
-    assert key.endswith(b"#f:k}") and redis_client.type(key) == b"hash"  # the general layout
+    assert key.endswith(b"#f:k}") and len(redis_client.get(key)) == 16  # the n-rate layout
     assert r.peek("k").remaining == 1_000_000_000 - 4
 
 
@@ -205,6 +221,24 @@ def test_one_rate_scripts_read_one_key_once(redis_client: redis.Redis) -> None:
         assert (
             set(stats) - {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat"} <= inside
         )
+
+
+@pytest.mark.parametrize("rates", [["3/hour"], ["3/hour", "10/day"]])
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window", "fixed_window"])
+def test_clients_that_decode_responses(redis_server: Any, algorithm: str, rates: list[str]
+                                       ) -> None:  # fmt: skip
+    client = redis_server.client(decode_responses=True)  # text replies arrive as str
+    client.flushdb()
+    r = limiter(client, rates, algorithm)
+    ds = [r.hit("k") for _ in range(4)]
+    assert [d.allowed for d in ds] == [True, True, True, False]
+    assert [d.remaining for d in ds] == [2, 1, 0, 0]
+    assert ds[3].retry_after > 0 and r.store.tracker.errors == 0
+    if algorithm != "gcra":  # windows too wide to pack reply text even when allowed
+        wide = limiter(client, ["1000000000000000/day"], algorithm)
+        ds = [wide.hit("w") for _ in range(2)]
+        assert [(d.allowed, d.remaining) for d in ds] == [(True, 10**15 - 1), (True, 10**15 - 2)]
+    client.close()
 
 
 def test_same_name_different_algorithms_keep_apart(redis_client: redis.Redis) -> None:

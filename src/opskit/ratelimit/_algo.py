@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from opskit.ratelimit._rate import Rate
 
@@ -86,17 +86,33 @@ def decide(algorithm: str, rates: Sequence[Rate], states: Sequence[State | None]
         ok, remaining, reset, retry, new = decide_one(algorithm, rate, states[0], now, cost)
         return Decision(ok, rate.limit, remaining, reset, retry, rate), [new]
     results = [decide_one(algorithm, r, s, now, cost) for r, s in zip(rates, states, strict=True)]
-    allowed = all(r[0] for r in results)
+    decision = most_restrictive(rates, results)
+    if decision.allowed:
+        return decision, [r[4] for r in results]
+    return decision, [s if s is not None else () for s in states]
+
+
+def most_restrictive(rates: Sequence[Rate], results: Sequence[tuple[Any, ...]]) -> Decision:
+    """One decision from each rate's ``(allowed, remaining, reset_after, retry_after,
+    ...)``: allowed only if all allow; then the rate with the fewest remaining (the
+    longest reset on a tie), else the one asking the longest wait (the fewest
+    remaining on a tie), reporting the fewest remaining of all."""
+    allowed = all([r[0] for r in results])
+    pick, best = 0, results[0]
     if allowed:
-        i = min(range(len(rates)), key=lambda k: (results[k][1], -results[k][2]))
-        new_states = [r[4] for r in results]
+        for k in range(1, len(results)):
+            r = results[k]
+            if r[1] < best[1] or (r[1] == best[1] and r[2] > best[2]):
+                pick, best = k, r
+        remaining = best[1]
     else:
-        i = max(range(len(rates)), key=lambda k: (results[k][3], -results[k][1]))
-        new_states = [s if s is not None else () for s in states]
-    ok, remaining, reset, retry, _ = results[i]
-    if not allowed:
-        remaining = min(r[1] for r in results)
-    return Decision(allowed, rates[i].limit, remaining, reset, retry, rates[i]), new_states
+        for k in range(1, len(results)):
+            r = results[k]
+            if r[3] > best[3] or (r[3] == best[3] and r[1] < best[1]):
+                pick, best = k, r
+        remaining = min([r[1] for r in results])
+    rate = rates[pick]
+    return Decision(allowed, rate.limit, remaining, best[2], best[3], rate)
 
 
 def ttl(algorithm: str, rates: Sequence[Rate]) -> float:

@@ -119,11 +119,9 @@ class RateLimiter:
                 self.hit, self.peek = self._fast_fixed()  # type: ignore[method-assign,assignment]
             else:
                 self.hit, self.peek = self._fast_sliding()  # type: ignore[method-assign,assignment]
-        elif type(self.store) is RedisStore and not self.store.is_async and len(self.rates) == 1:
-            run = self.store.planned(name, algorithm, self.rates[0], self._ttl,
-                                     self.clock.monotonic)  # fmt: skip
-            if run is not None:
-                self.hit = self._planned_hit(run)  # type: ignore[method-assign]
+        elif type(self.store) is RedisStore and not self.store.is_async:
+            run = self.store.planned(name, algorithm, self.rates, self._ttl, self.clock.monotonic)
+            self.hit = self._planned_hit(run)  # type: ignore[method-assign]
 
     # The one-rate in-memory paths, arithmetic inlined (the generic path is
     # ``_algo.decide``; the hypothesis models in the tests hold both to one

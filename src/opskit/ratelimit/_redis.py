@@ -14,118 +14,13 @@ from opskit._core.redis import (
     tagged_key,
     validate_on_error,
 )
-from opskit.ratelimit._algo import Decision, decide_one
+from opskit.ratelimit._algo import Decision, decide, decide_one, most_restrictive
 from opskit.ratelimit._memory import MemoryStore
 from opskit.ratelimit._rate import Rate
 
-# Lua reading the state of window ``w`` from the stored value ``raw``: a fixed
-# window's ``"window:count"``, a sliding window's ``"window:previous:current"``.
-_READ_FIXED = """local count = 0
-if raw then
-  local sw, sc = string.match(raw, '^([^:]+):(.+)$')
-  if tonumber(sw) == w then count = tonumber(sc) end
-end
-"""
-_READ_SLIDING = """local prev, curr = 0, 0
-if raw then
-  local sw, sp, sc = string.match(raw, '^([^:]+):([^:]+):(.+)$')
-  sw = tonumber(sw)
-  if sw == w then prev, curr = tonumber(sp), tonumber(sc)
-  elseif sw == w - 1 then prev = tonumber(sc) end
-end
-"""
-
-# KEYS[1]: the key's hash (one field per rate).
-# ARGV: algorithm, cost, commit (1|0), ttl milliseconds, n, then limit, period for each rate.
-_HIT = Script(
-    LUA_NOW
-    + """
-local alg, cost, commit = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
-local n = tonumber(ARGV[5])
-local oks, rems, resets, retries, news = {}, {}, {}, {}, {}
-local all = true
-for i = 1, n do
-  local L, P = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
-  local raw = redis.call('HGET', KEYS[1], tostring(i))
-  local ok, rem, reset, retry, new = false, 0, 0, 0, nil
-  if alg == 'gcra' then
-    local T = P / L
-    local tat = now
-    if raw then tat = tonumber(raw) end
-    local base = math.max(tat, now)
-    local used = base + cost * T - now
-    if used <= P + 1e-9 then
-      ok, rem, reset = true, math.floor((P - used) / T + 1e-9), used
-      new = string.format('%.17g', base + cost * T)
-    else
-      rem = math.max(0, math.floor((P - (base - now)) / T + 1e-9))
-      reset, retry = base - now, used - P
-    end
-  elseif alg == 'fixed_window' then
-    local w = math.floor(now / P)
--- READ FIXED
-    reset = (w + 1) * P - now
-    if count + cost <= L then
-      ok, rem, new = true, L - count - cost, tostring(w) .. ':' .. tostring(count + cost)
-    else
-      rem, retry = math.max(0, L - count), reset
-    end
-  else
-    local w = math.floor(now / P)
--- READ SLIDING
-    local elapsed = now - w * P
-    local estimate = prev * (1 - elapsed / P) + curr
-    reset = P - elapsed
-    if curr + cost > 0 then reset = reset + P end
-    if estimate + cost <= L + 1e-9 then
-      ok = true
-      rem = math.max(0, math.floor(L - estimate - cost + 1e-9))
-      new = tostring(w) .. ':' .. tostring(prev) .. ':' .. tostring(curr + cost)
-    else
-      local room = L - cost
-      if curr <= room and prev > 0 then
-        retry = P * (1 - (room - curr) / prev) - elapsed
-      else
-        retry = P - elapsed
-        if curr > 0 then retry = retry + P * (1 - room / curr) end
-      end
-      retry = math.max(retry, 0)
-      rem = math.max(0, math.floor(L - estimate + 1e-9))
-    end
-  end
-  oks[i], rems[i], resets[i], retries[i], news[i] = ok, rem, reset, retry, new
-  if not ok then all = false end
-end
-local pick = 1
-for i = 2, n do
-  if all then
-    if rems[i] < rems[pick] or (rems[i] == rems[pick] and resets[i] > resets[pick]) then
-      pick = i
-    end
-  else
-    if retries[i] > retries[pick] or (retries[i] == retries[pick] and rems[i] < rems[pick]) then
-      pick = i
-    end
-  end
-end
-local remaining = rems[pick]
-if all then
-  if commit then
-    for i = 1, n do redis.call('HSET', KEYS[1], tostring(i), news[i]) end
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  end
-else
-  for i = 1, n do remaining = math.min(remaining, rems[i]) end
-end
-return (all and '1' or '0') .. ' ' .. pick .. ' ' .. remaining .. ' ' .. resets[pick] .. ' '
-  .. retries[pick]
-""".replace("-- READ FIXED\n", _READ_FIXED).replace("-- READ SLIDING\n", _READ_SLIDING)
-)
-
-
-# The one-rate scripts keep their state as little-endian doubles packed with Lua's
-# ``struct`` (exact, and several times cheaper than formatting and parsing numbers
-# as text): GCRA the arrival time, a fixed window ``(window, count)``, a sliding
+# The scripts keep their state as little-endian doubles packed with Lua's ``struct``
+# (exact, and several times cheaper than formatting and parsing numbers as text):
+# per rate, GCRA the arrival time, a fixed window ``(window, count)``, a sliding
 # window ``(window, previous, current)``. A value of any other length reads as empty.
 _GCRA_STATE, _FIXED_STATE, _SLIDING_STATE = "<d", "<dd", "<ddd"
 
@@ -171,20 +66,23 @@ def _px(ttl: float) -> str:
 _new = tuple.__new__  # a Decision without the namedtuple's Python-level __new__
 
 
-def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
-    """The decision the memory path would give for the offset the script returned
-    (microseconds rounded up: remaining is never overstated)."""
+def _gcra_figures(reply: int, rate: Rate, cost: int) -> tuple[bool, int, float, float]:
+    """(allowed, remaining, reset_after, retry_after) for the offset a GCRA script
+    replied, as the memory path would give them (microseconds rounded up: remaining
+    is never overstated)."""
     limit, per = rate.limit, rate.per
     interval = per / limit
     if reply >= 0:
         used = reply / 1e6 + cost * interval
-        left = max(0, int((per - used) / interval + 1e-9))
-        return _new(Decision, (True, limit, left, used, 0.0, rate))
+        return True, max(0, int((per - used) / interval + 1e-9)), used, 0.0
     ahead = (-1 - reply) / 1e6
     left = max(0, math.floor((per - ahead) / interval + 1e-9))
-    return _new(
-        Decision, (False, limit, left, ahead, max(0.0, ahead + cost * interval - per), rate)
-    )
+    return False, left, ahead, max(0.0, ahead + cost * interval - per)
+
+
+def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
+    allowed, left, reset, retry = _gcra_figures(reply, rate, cost)
+    return _new(Decision, (allowed, rate.limit, left, reset, retry, rate))
 
 
 def _packing(rate: Rate) -> tuple[int, int] | None:
@@ -300,25 +198,141 @@ def _sliding1_decision(reply: Any, rate: Rate, cost: int, packing: tuple[int, in
     elapsed = int(us) / 1e6  # the script's double
     state = (math.floor(elapsed / per), int(prev), int(curr))
     _, remaining, reset, retry, _ = decide_one("sliding_window", rate, state, elapsed, cost)
-    return _new(Decision, (flag == b"1", rate.limit, remaining, reset, retry, rate))
+    return _new(Decision, (int(flag) == 1, rate.limit, remaining, reset, retry, rate))
 
 
-def _one_rate_script(algorithm: str, rate: Rate, ttl: float
-                     ) -> tuple[Script, Callable[[Any, int], Decision]] | None:  # fmt: skip
-    """The written-in script for one rate and the reader of its reply (None: the general
-    script serves the rate, a fixed window whose reply would not fit an integer)."""
+_WIDTH = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}  # doubles per rate
+
+
+def _rate_lua(algorithm: str, i: int, rate: Rate) -> str:
+    """Rate ``i``'s check (``s``: the stored values, ``new``: the values to keep,
+    both flat with :data:`_WIDTH` per rate; ``r``: GCRA's reply per rate). The
+    windows are :func:`_algo.decide_one`'s arithmetic operation for operation."""
+    L, P, k = rate.limit, float(rate.per), _WIDTH[algorithm] * i
+    if algorithm == "gcra":  # as in the one-rate script
+        return f"""do
+  local tat = now
+  if s then tat = s[{k + 1}] end
+  if tat < now then tat = now end
+  local step, us = cost * {rate.per / rate.limit!r}, math.ceil((tat - now) * 1000000)
+  if tat - now + step <= {P!r} + 1e-9 then
+    new[{k + 1}], r[{k + 1}] = tat + step, us
+  else
+    ok, r[{k + 1}] = false, -1 - us
+  end
+end
+"""
+    if algorithm == "fixed_window":
+        return f"""do
+  local w = math.floor(now / {P!r})
+  local c = 0
+  if s and s[{k + 1}] == w then c = s[{k + 2}] end
+  if c + cost <= {L} then new[{k + 1}], new[{k + 2}] = w, c + cost else ok = false end
+end
+"""
+    return f"""do
+  local w = math.floor(now / {P!r})
+  local prev, curr = 0, 0
+  if s then
+    if s[{k + 1}] == w then prev, curr = s[{k + 2}], s[{k + 3}]
+    elseif s[{k + 1}] == w - 1 then prev = s[{k + 3}] end
+  end
+  local elapsed = now - w * {P!r}
+  local estimate = prev * (1.0 - elapsed / {P!r}) + curr
+  if estimate + cost <= {L} + 1e-9 then
+    new[{k + 1}], new[{k + 2}], new[{k + 3}] = w, prev, curr + cost
+  else
+    ok = false
+  end
+end
+"""
+
+
+def _rates_source(algorithm: str, rates: Sequence[Rate], ttl: float) -> str:
+    """Any number of rates of one algorithm, their constants written in (``ARGV`` as
+    in the one-rate scripts). One key holds every rate's state as packed doubles.
+    The reply is integers in text (formatting a double takes a microsecond, an
+    integer a tenth of that):
+
+    - GCRA: each rate's offset as in the one-rate script, ``-1 -`` it when the rate
+      denies; the client takes each rate's figures from it (:func:`_gcra_figures`).
+    - Windows: ``"<1|0> <µs> <stored values...>"`` (no stored values when the key
+      held none). The script decides at whole microseconds, ``now = µs / 10**6``, so
+      the client runs :func:`_algo.decide` on the very numbers the script decided
+      with: its figures, and the rate it reports, are the memory path's exactly.
+    """
+    width = _WIDTH[algorithm] * len(rates)
+    layout = "<" + "d" * width
+    checks = "".join(_rate_lua(algorithm, i, r) for i, r in enumerate(rates))
     if algorithm == "gcra":
-        script = Script(_gcra1_source(rate, ttl))
-        return script, lambda reply, cost: _gcra1_decision(reply, rate, cost)
-    packing = _packing(rate)
-    if algorithm == "sliding_window":
-        script = Script(_sliding1_source(rate, ttl, packing))
-        return script, lambda reply, cost: _sliding1_decision(reply, rate, cost, packing)
-    if packing is None:
-        return None
-    fixed = packing
-    script = Script(_fixed1_source(rate, ttl, fixed))
-    return script, lambda reply, cost: _fixed1_decision(reply, rate, cost, fixed)
+        start, reply = (
+            "local r = {}\n",
+            f"return string.format('{' '.join(['%d'] * width)}', unpack(r))",
+        )
+    else:
+        start = "local us = math.floor(now * 1000000)\nnow = us / 1000000\n"
+        reply = f"""if s then
+  return string.format('%d %d{" %d" * width}', ok and 1 or 0, us, unpack(s, 1, {width}))
+end
+return string.format('%d %d', ok and 1 or 0, us)"""
+    return f"""-- opskit.ratelimit {algorithm} {" ".join(map(str, rates))}
+{LUA_NOW}{start}local cost = 1
+if ARGV[1] then cost = tonumber(ARGV[1]) end
+local raw = redis.call('GET', KEYS[1])
+local s = nil
+if raw and #raw == {8 * width} then s = {{struct.unpack('{layout}', raw)}} end
+local ok, new = true, {{}}
+{checks}if ok and ARGV[2] ~= '0' then
+  redis.call('SET', KEYS[1], struct.pack('{layout}', unpack(new)), 'PX', '{_px(ttl)}')
+end
+{reply}
+"""
+
+
+def _rates_decision(reply: Any, algorithm: str, rates: Sequence[Rate], cost: int) -> Decision:
+    """The decision from the n-rate script's reply (bytes, or str from a client that
+    decodes responses)."""
+    parts = reply.split()
+    if algorithm == "gcra":
+        return most_restrictive(rates, [_gcra_figures(int(p), rate, cost)
+                                        for p, rate in zip(parts, rates, strict=True)])  # fmt: skip
+    width = _WIDTH[algorithm]
+    states: list[tuple[int, ...] | None] = [None] * len(rates)
+    if len(parts) > 2:
+        values = [int(v) for v in parts[2:]]
+        states = [tuple(values[i : i + width]) for i in range(0, len(values), width)]
+    decision, _ = decide(algorithm, rates, states, int(parts[1]) / 1e6, cost)
+    allowed = int(parts[0]) == 1
+    return decision if decision.allowed == allowed else decision._replace(allowed=allowed)
+
+
+# A script, the reader of its reply (``reply, cost -> Decision``), the key suffix of its layout.
+_Plan = tuple[Script, Callable[[Any, int], Decision], str]
+
+
+def _plan(algorithm: str, rates: tuple[Rate, ...], ttl: float) -> _Plan:
+    """One rate runs its tuned script (integer replies) where there is one; anything
+    else, several rates or a fixed window too wide to pack, the n-rate script.
+    Limiters that share a name but not an algorithm or a layout never read each
+    other's state."""
+    if len(rates) == 1:
+        rate = rates[0]
+        if algorithm == "gcra":
+            script = Script(_gcra1_source(rate, ttl))
+            return script, lambda reply, cost: _gcra1_decision(reply, rate, cost), "#g"
+        packing = _packing(rate)
+        if algorithm == "sliding_window":
+            script = Script(_sliding1_source(rate, ttl, packing))
+            return (script, lambda reply, cost: _sliding1_decision(reply, rate, cost, packing),
+                    "#s1")  # fmt: skip
+        if packing is not None:
+            fixed = packing
+            script = Script(_fixed1_source(rate, ttl, fixed))
+            return (script, lambda reply, cost: _fixed1_decision(reply, rate, cost, fixed),
+                    "#f1")  # fmt: skip
+    script = Script(_rates_source(algorithm, rates, ttl))
+    return (script, lambda reply, cost: _rates_decision(reply, algorithm, rates, cost),
+            _SUFFIX[algorithm])  # fmt: skip
 
 
 # KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
@@ -334,15 +348,8 @@ return 1
 )
 
 _MAX_KEY = 128
-# The key's suffix per algorithm in the generic script, and in the one-rate scripts
-# (each its own layout): limiters that share a name but not an algorithm never read
-# each other's state.
-_KIND = {"gcra": "", "fixed_window": "#f", "sliding_window": "#s"}
-_KIND1 = {"gcra": "#g", "fixed_window": "#f1", "sliding_window": "#s1"}
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+_SUFFIX = {"gcra": "", "fixed_window": "#f", "sliding_window": "#s"}  # the n-rate layouts
+_SUFFIXES = ("#g", "#f1", "#s1", *_SUFFIX.values())  # every layout, for reset
 
 
 class RedisStore:
@@ -365,9 +372,7 @@ class RedisStore:
         self.is_async = is_async_client(client)
         self.local = MemoryStore()
         self.tracker = OutageTracker("ratelimit", "RedisStore")
-        self._specs: dict[tuple[Any, ...], list[str]] = {}
-        self._scripts: dict[tuple[str, Rate, float],
-                            tuple[Script, Callable[[Any, int], Decision]] | None] = {}  # fmt: skip
+        self._plans: dict[tuple[str, tuple[Rate, ...], float], _Plan] = {}
 
     def key(self, name: str, key: str, kind: str = "") -> str:
         if len(key) > _MAX_KEY // 4:  # may be longer than 128 bytes in UTF-8
@@ -378,24 +383,6 @@ class RedisStore:
         if "{" in whole or "}" in whole or "%" in whole:
             return tagged_key(self.prefix, whole)
         return f"{self.prefix}{{{whole}}}"  # the same key tagged_key builds, without escaping
-
-    @staticmethod
-    def _args(algorithm: str, rates: Sequence[Rate], cost: int, ttl: float, commit: bool
-              ) -> list[str]:  # fmt: skip
-        args = [algorithm, str(cost), "1" if commit else "0", str(math.ceil(ttl * 1000)),
-                str(len(rates))]  # fmt: skip
-        for r in rates:
-            args += [str(r.limit), repr(float(r.per))]
-        return args
-
-    @staticmethod
-    def _decision(reply: Any, rates: Sequence[Rate]) -> Decision:
-        # One space-separated string: far cheaper for redis-py to read than an array.
-        reply = reply.split()
-        allowed, pick = int(reply[0]), int(reply[1]) - 1
-        rate = rates[pick]
-        return Decision(bool(allowed), rate.limit, int(float(_text(reply[2]))),
-                        float(_text(reply[3])), float(_text(reply[4])), rate)  # fmt: skip
 
     def _fallback(self, exc: BaseException, rates: Sequence[Rate], local: Any) -> Decision:
         self.tracker.failed(exc, self.on_error)
@@ -409,35 +396,21 @@ class RedisStore:
             return Decision(False, rate.limit, 0, rate.per, rate.per, rate)
         return local()  # type: ignore[no-any-return]
 
-    def _one_rate(self, algorithm: str, rate: Rate, ttl: float
-                  ) -> tuple[Script, Callable[[Any, int], Decision]] | None:  # fmt: skip
-        """The script for one rate of ``algorithm`` and how to read its reply (None: the
-        general script serves it: a fixed window whose reply would not fit an integer)."""
-        spec = (algorithm, rate, ttl)
-        if spec not in self._scripts:
-            if len(self._scripts) > 256:
-                self._scripts.clear()
-            self._scripts[spec] = _one_rate_script(algorithm, rate, ttl)
-        return self._scripts[spec]
+    def _plan(self, algorithm: str, rates: tuple[Rate, ...], ttl: float) -> _Plan:
+        spec = (algorithm, rates, ttl)
+        plan = self._plans.get(spec)
+        if plan is None:
+            if len(self._plans) > 256:
+                self._plans.clear()
+            plan = self._plans[spec] = _plan(algorithm, rates, ttl)
+        return plan
 
     def _call(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
               ttl: float, commit: bool
               ) -> tuple[Script, list[str], list[str], Callable[[Any], Decision]]:  # fmt: skip
-        one = self._one_rate(algorithm, rates[0], ttl) if len(rates) == 1 else None
-        if one is not None:
-            script, decode = one
-            args = [] if cost == 1 and commit else [str(cost), "1" if commit else "0"]
-            return (script, [self.key(name, key, _KIND1[algorithm])], args,
-                    lambda reply: decode(reply, cost))  # fmt: skip
-        spec = (name, algorithm, rates, cost, ttl, commit)
-        cached = self._specs.get(spec)
-        if cached is None:
-            if len(self._specs) > 1024:
-                self._specs.clear()
-            cached = self._specs[spec] = self._args(algorithm, rates, cost, ttl, commit)
-        args = cached
-        keys = [self.key(name, key, _KIND[algorithm])]
-        return _HIT, keys, args, lambda reply: self._decision(reply, rates)
+        script, decode, suffix = self._plan(algorithm, tuple(rates), ttl)
+        args = [] if cost == 1 and commit else [str(cost), "1" if commit else "0"]
+        return script, [self.key(name, key, suffix)], args, lambda reply: decode(reply, cost)
 
     def hit(self, name: str, key: str, algorithm: str, rates: Sequence[Rate], cost: int,
             now: float, ttl: float, *, commit: bool = True) -> Decision:  # fmt: skip
@@ -461,20 +434,16 @@ class RedisStore:
         self.tracker.ok()
         return decode(reply)
 
-    def planned(self, name: str, algorithm: str, rate: Rate, ttl: float,
-                now: Callable[[], float]) -> Callable[[str, int], Decision] | None:  # fmt: skip
-        """``hit`` for one rate on a synchronous client, with the script and everything
-        else that depends on neither key nor cost looked up once (None: no such plan,
-        the general path serves it)."""
-        one = self._one_rate(algorithm, rate, ttl)
-        if one is None:
-            return None
-        (script, decode), client, tracker, local = one, self.client, self.tracker, self.local
-        rates, kind = (rate,), _KIND1[algorithm]
+    def planned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
+                now: Callable[[], float]) -> Callable[[str, int], Decision]:  # fmt: skip
+        """``hit`` on a synchronous client, with the script and everything else that
+        depends on neither key nor cost looked up once."""
+        script, decode, suffix = self._plan(algorithm, rates, ttl)
+        client, tracker, local = self.client, self.tracker, self.local
 
         def run(key: str, cost: int) -> Decision:
             try:
-                reply = script.run(client, (self.key(name, key, kind),),
+                reply = script.run(client, (self.key(name, key, suffix),),
                                    () if cost == 1 else (str(cost),))  # fmt: skip
             except RedisError as exc:
                 return self._fallback(exc, rates, lambda: local.hit(
@@ -487,7 +456,7 @@ class RedisStore:
 
     def _all_keys(self, name: str, key: str) -> list[str]:
         """Every key a limiter of this name may keep for ``key`` (one per layout)."""
-        return [self.key(name, key, kind) for kind in (*_KIND1.values(), *_KIND.values())]
+        return [self.key(name, key, suffix) for suffix in _SUFFIXES]
 
     def reset(self, name: str, key: str) -> None:
         self.local.reset(name, key)
