@@ -89,7 +89,7 @@ def _packing(rate: Rate) -> tuple[int, int] | None:
     """How a window script packs a count (at most the limit) and the time into the
     window into one integer reply: ``count * span + units``, the time in µs, else in
     ms (``units // divisor`` of the whole µs), exact below 2**53. None when neither
-    fits (a fixed window then runs the general script, a sliding window replies text)."""
+    fits (a fixed window then runs the n-rate script, a sliding window replies text)."""
     for divisor in (1, 1000):
         span = math.ceil(rate.per * 1e6 / divisor) + 1
         if (rate.limit + 1) * span < 2**53:
