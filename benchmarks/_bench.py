@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -30,11 +31,26 @@ def bench(fn: Callable[[], Any], n: int) -> float:
 def interleaved(cases: dict[str, tuple[Callable[[], Any], int]], rounds: int) -> dict[str, float]:
     """ns per call of each case, measured ``rounds`` times in turn and the best kept:
     a slow spell of the machine then hits every case alike instead of one."""
-    best = {name: float("inf") for name in cases}
+    return {name: min(times) for name, times in by_round(cases, rounds).items()}
+
+
+def by_round(cases: dict[str, tuple[Callable[[], Any], int]], rounds: int
+             ) -> dict[str, list[float]]:  # fmt: skip
+    """ns per call of each case in each of ``rounds`` rounds (all cases in turn)."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, (fn, n) in cases.items():
-            best[name] = min(best[name], bench(fn, n))
-    return best
+            times[name].append(bench(fn, n))
+    return times
+
+
+def paired_ratio(times: dict[str, list[float]], name: str, base: str) -> str:
+    """``name``'s time over ``base``'s, each round against its own: the median over
+    rounds, then the lowest and highest round. Pairing holds when the machine's
+    speed shifts between rounds (a VM's loopback round trip swings between two
+    levels as its CPUs are scheduled)."""
+    ratios = sorted(a / b for a, b in zip(times[name], times[base], strict=True))
+    return f"{statistics.median(ratios):.2f}x (rounds {ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 def abench(fn: Callable[[], Awaitable[Any]], n: int) -> float:

@@ -3,7 +3,9 @@
 1. Memory decisions: opskit (GCRA, fixed, sliding window) vs limits' MemoryStorage
    fixed and moving window, and a bare dict increment.
 2. Redis decisions on a real redis-server started here (or REDIS_URL): opskit
-   RedisStore vs limits' Redis fixed window vs a raw EVALSHA round trip.
+   RedisStore vs limits' Redis fixed window (and sliding window counter) vs a raw
+   EVALSHA round trip, with the server's own time per decision beside each (on a
+   VM the loopback round trip itself swings between two levels, by scheduling).
 3. Requests per second of a small Starlette app under uvicorn (its own process),
    bare, with opskit's RateLimitMiddleware (memory), and with slowapi; the load
    is two keep-alive connections sending GETs one at a time, from this process.
@@ -36,7 +38,7 @@ import limits.strategies
 import redis
 from prometheus_client import CollectorRegistry
 
-from _bench import free_port, interleaved, redis_url
+from _bench import by_round, free_port, interleaved, paired_ratio, redis_url
 from opskit.ratelimit import RateLimiter, RedisStore, by_ip
 from opskit.ratelimit.asgi import RateLimitMiddleware, Rule
 
@@ -92,17 +94,38 @@ def on_redis() -> None:
         cases["opskit RedisStore gcra, 2 rates"] = (lambda: two.hit("user:42"), n)
         lstorage = limits.storage.RedisStorage(url)
         lfixed = limits.strategies.FixedWindowRateLimiter(lstorage)
+        lsliding = limits.strategies.SlidingWindowCounterRateLimiter(lstorage)
         item = limits.parse(BIG)
         cases["limits Redis fixed window"] = (lambda: lfixed.hit(item, "user:42"), n)
-        res = interleaved(cases, rounds=8)
-        print("\nRedis decisions (ns per decision, loopback)")
-        for name, ns in res.items():
-            print(f"  {name:34} {ns:9.0f}")
-        raw, lim = res["raw EVALSHA round trip"], res["limits Redis fixed window"]
+        cases["limits Redis sliding window counter"] = (lambda: lsliding.hit(item, "user:42"), n)
+        times = by_round(cases, rounds=10)
+        print("\nRedis decisions (ns per decision, loopback, best round; the server's own time)")
+        for name, ns in times.items():
+            spent = server_us(client, cases[name][0])
+            print(f"  {name:36} {min(ns):9.0f}   server {spent:5.2f} us")
+        print("  ratios: median over rounds of the ratio within each round")
+        raw, lim = "raw EVALSHA round trip", "limits Redis fixed window"
         for alg in ("gcra", "fixed_window", "sliding_window"):
-            v = res[f"opskit RedisStore {alg}"]
-            print(f"  opskit {alg:14} / raw EVALSHA: {v / raw:.2f}x (target <= 1.25x),"
-                  f" limits fixed / opskit: {lim / v:.2f}x (target > 1x)")  # fmt: skip
+            ours = f"opskit RedisStore {alg}"
+            print(f"  opskit {alg:14} / raw EVALSHA: {paired_ratio(times, ours, raw)}"
+                  " (target <= 1.25x)")  # fmt: skip
+            print(f"  limits fixed / opskit {alg:14}: {paired_ratio(times, lim, ours)}"
+                  " (target > 1x)")  # fmt: skip
+        two_rates = paired_ratio(times, "opskit RedisStore gcra, 2 rates", raw)
+        same = paired_ratio(times, "limits Redis sliding window counter",
+                            "opskit RedisStore sliding_window")  # fmt: skip
+        print(f"  opskit gcra, 2 rates / raw EVALSHA: {two_rates}")
+        print(f"  limits sliding / opskit sliding_window: {same} (like for like)")
+
+
+def server_us(client: redis.Redis, fn: Callable[[], Any], n: int = 2000) -> float:
+    """Microseconds the Redis server spends per call of ``fn`` (its scripts' time, read
+    from INFO commandstats): unlike the round trip, free of the loopback's scheduling."""
+    client.config_resetstat()
+    for _ in range(n):
+        fn()
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in ("evalsha", "eval")) / n
 
 
 def make_app(kind: str) -> Any:
@@ -238,7 +261,7 @@ def run_server(kind: str, http: str, loop: str, seconds: float, cpus: set[int] |
     return n / seconds, cpu / n * 1e6
 
 
-def throughput(rounds: int = 5, seconds: float = 2.0) -> None:
+def throughput(rounds: int = 8, seconds: float = 1.5) -> None:
     """Each server stack, each app, ``rounds`` times interleaved: the best req/s of
     each (runs on a shared machine are noisy), and the server's median CPU time per
     request (what the middleware costs)."""
