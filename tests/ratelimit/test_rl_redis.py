@@ -260,6 +260,33 @@ def test_keys_with_braces_stay_in_one_slot(redis_client: redis.Redis) -> None:
     assert key.count(b"{") == 1 and key.count(b"}") == 1
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    name=st.sampled_from(["t", "a{b", "x%y", "n}"]),
+    key=st.one_of(
+        st.text(max_size=40),
+        st.text(alphabet="ab{}%é", max_size=200),
+        st.text(alphabet="abé", min_size=30, max_size=140),  # around the hashing threshold
+    ),
+    algorithm=st.sampled_from(["gcra", "fixed_window", "sliding_window"]),
+    cost=st.integers(1, 2),
+)
+def test_the_hot_path_uses_the_key_the_store_names(
+    redis_server: Any, name: str, key: str, algorithm: str, cost: int
+) -> None:
+    # Most keys are built by one concatenation on the synchronous hot path; the rest,
+    # and every other path, by RedisStore.key. Both must name the same Redis key.
+    with redis_server.client() as client:
+        client.flushdb()
+        store = RedisStore(client, prefix="p:")
+        r = RateLimiter(name, f"5/{LONG}", algorithm=algorithm, store=store,
+                        registry=CollectorRegistry())  # fmt: skip
+        assert r.hit(key, cost).allowed
+        suffix = store._plan(algorithm, r.rates, r._ttl)[2]
+        assert client.keys("*") == [store.key(name, key, suffix).encode()]
+        assert r.peek(key).remaining == 5 - cost - 1  # the generic path reads that key
+
+
 def test_long_keys_are_hashed(redis_client: redis.Redis) -> None:
     r = limiter(redis_client, "1/minute")
     r.hit("x" * 1000)

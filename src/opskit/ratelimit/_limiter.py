@@ -120,8 +120,10 @@ class RateLimiter:
             else:
                 self.hit, self.peek = self._fast_sliding()  # type: ignore[method-assign,assignment]
         elif type(self.store) is RedisStore and not self.store.is_async:
-            run = self.store.planned(name, algorithm, self.rates, self._ttl, self.clock.monotonic)
-            self.hit = self._planned_hit(run)  # type: ignore[method-assign]
+            counts = (self.counts.allowed, self.counts.limited)
+            self.hit = self.store.planned(  # type: ignore[method-assign]
+                name, algorithm, self.rates, self._ttl, self.clock.monotonic, counts,
+                functools.partial(_check_cost, rates=self.rates))  # fmt: skip
 
     # The one-rate in-memory paths, arithmetic inlined (the generic path is
     # ``_algo.decide``; the hypothesis models in the tests hold both to one
@@ -312,16 +314,6 @@ class RateLimiter:
             return denied(prev, curr, elapsed, estimate, 1)
 
         return hit, peek
-
-    def _planned_hit(self, run: Callable[[str, int], Decision]) -> Callable[..., Decision]:
-        allowed, limited, rates = self.counts.allowed, self.counts.limited, self.rates
-
-        def hit(key: str, cost: int = 1) -> Decision:
-            d = run(key, cost if cost == 1 else _check_cost(cost, rates))
-            next(allowed if d[0] else limited)
-            return d
-
-        return hit
 
     # -- decisions -----------------------------------------------------------------------
 

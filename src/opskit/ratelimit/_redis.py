@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from opskit._core.redis import (
     LUA_NOW,
+    NoScriptError,
     OutageTracker,
     RedisError,
     Script,
@@ -80,7 +82,13 @@ def _gcra_figures(reply: int, rate: Rate, cost: int) -> tuple[bool, int, float, 
     return False, left, ahead, max(0.0, ahead + cost * interval - per)
 
 
-def _gcra1_decision(reply: int, rate: Rate, cost: int) -> Decision:
+def _gcra1_decision(rate: Rate, reply: int, cost: int) -> Decision:
+    if reply >= 0:  # allowed: _gcra_figures' first case, inline on the hot path
+        per = rate.per
+        interval = per / rate.limit
+        used = reply / 1e6 + cost * interval
+        left = int((per - used) / interval + 1e-9)
+        return _new(Decision, (True, rate.limit, left if left > 0 else 0, used, 0.0, rate))
     allowed, left, reset, retry = _gcra_figures(reply, rate, cost)
     return _new(Decision, (allowed, rate.limit, left, reset, retry, rate))
 
@@ -125,7 +133,7 @@ return -1 - r
 """
 
 
-def _fixed1_decision(reply: int, rate: Rate, cost: int, packing: tuple[int, int]) -> Decision:
+def _fixed1_decision(rate: Rate, packing: tuple[int, int], reply: int, cost: int) -> Decision:
     """The script's verdict with :func:`_algo.decide_one`'s figures for the count and
     the time into the window the script saw (the window's end: its reset and, when
     denied, its retry)."""
@@ -182,7 +190,7 @@ return string.format('0 %d %d %d', prev, curr, us)
 """
 
 
-def _sliding1_decision(reply: Any, rate: Rate, cost: int, packing: tuple[int, int] | None
+def _sliding1_decision(rate: Rate, packing: tuple[int, int] | None, reply: Any, cost: int
                        ) -> Decision:  # fmt: skip
     """An integer: allowed, with the remaining count the script worked out, and the
     reset from the time into the window (µs or ms, floored: never understated). Text:
@@ -289,7 +297,7 @@ end
 """
 
 
-def _rates_decision(reply: Any, algorithm: str, rates: Sequence[Rate], cost: int) -> Decision:
+def _rates_decision(algorithm: str, rates: Sequence[Rate], reply: Any, cost: int) -> Decision:
     """The decision from the n-rate script's reply (bytes, or str from a client that
     decodes responses)."""
     parts = reply.split()
@@ -315,24 +323,20 @@ def _plan(algorithm: str, rates: tuple[Rate, ...], ttl: float) -> _Plan:
     else, several rates or a fixed window too wide to pack, the n-rate script.
     Limiters that share a name but not an algorithm or a layout never read each
     other's state."""
+    # The readers are partials (a C call) of functions taking ``reply, cost`` last.
     if len(rates) == 1:
         rate = rates[0]
         if algorithm == "gcra":
-            script = Script(_gcra1_source(rate, ttl))
-            return script, lambda reply, cost: _gcra1_decision(reply, rate, cost), "#g"
+            return Script(_gcra1_source(rate, ttl)), partial(_gcra1_decision, rate), "#g"
         packing = _packing(rate)
         if algorithm == "sliding_window":
             script = Script(_sliding1_source(rate, ttl, packing))
-            return (script, lambda reply, cost: _sliding1_decision(reply, rate, cost, packing),
-                    "#s1")  # fmt: skip
+            return script, partial(_sliding1_decision, rate, packing), "#s1"
         if packing is not None:
-            fixed = packing
-            script = Script(_fixed1_source(rate, ttl, fixed))
-            return (script, lambda reply, cost: _fixed1_decision(reply, rate, cost, fixed),
-                    "#f1")  # fmt: skip
+            script = Script(_fixed1_source(rate, ttl, packing))
+            return script, partial(_fixed1_decision, rate, packing), "#f1"
     script = Script(_rates_source(algorithm, rates, ttl))
-    return (script, lambda reply, cost: _rates_decision(reply, algorithm, rates, cost),
-            _SUFFIX[algorithm])  # fmt: skip
+    return script, partial(_rates_decision, algorithm, rates), _SUFFIX[algorithm]
 
 
 # KEYS[1]: the slots' sorted set (score = lease expiry). ARGV: slot id, limit, lease seconds
@@ -435,24 +439,47 @@ class RedisStore:
         return decode(reply)
 
     def planned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
-                now: Callable[[], float]) -> Callable[[str, int], Decision]:  # fmt: skip
-        """``hit`` on a synchronous client, with the script and everything else that
-        depends on neither key nor cost looked up once."""
+                now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
+                check: Callable[[int], int]) -> Callable[..., Decision]:  # fmt: skip
+        """A limiter's ``hit`` on a synchronous client, with everything that depends
+        on neither key nor cost looked up once: ``counts`` are its allowed and
+        limited counters, ``check`` vets a cost other than 1. The common key (short,
+        no braces or percent signs) is one concatenation, and the script is run by
+        SHA straight on the client (:meth:`Script.run` after a NOSCRIPT)."""
         script, decode, suffix = self._plan(algorithm, rates, ttl)
         client, tracker, local = self.client, self.tracker, self.local
+        execute, sha, key_of = client.execute_command, script.sha, self.key
+        allowed, limited = counts
+        whole = f"{name}{suffix}:"
+        plain = not ("{" in whole or "}" in whole or "%" in whole)
+        head, short = f"{self.prefix}{{{whole}", _MAX_KEY // 4
 
-        def run(key: str, cost: int) -> Decision:
+        def hit(key: str, cost: int = 1) -> Decision:
+            if cost != 1:
+                cost = check(cost)
+            if plain and len(key) <= short and not ("{" in key or "}" in key or "%" in key):
+                k = head + key + "}"  # what self.key makes of it
+            else:
+                k = key_of(name, key, suffix)
             try:
-                reply = script.run(client, (self.key(name, key, suffix),),
-                                   () if cost == 1 else (str(cost),))  # fmt: skip
+                try:
+                    if cost == 1:
+                        reply = execute("EVALSHA", sha, 1, k)
+                    else:
+                        reply = execute("EVALSHA", sha, 1, k, str(cost))
+                except NoScriptError:
+                    reply = script.run(client, (k,), () if cost == 1 else (str(cost),))
             except RedisError as exc:
-                return self._fallback(exc, rates, lambda: local.hit(
+                d = self._fallback(exc, rates, lambda: local.hit(
                     name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
-            if tracker.active:
-                tracker.ok()
-            return decode(reply, cost)
+            else:
+                if tracker.active:
+                    tracker.ok()
+                d = decode(reply, cost)
+            next(allowed if d[0] else limited)
+            return d
 
-        return run
+        return hit
 
     def _all_keys(self, name: str, key: str) -> list[str]:
         """Every key a limiter of this name may keep for ``key`` (one per layout)."""
