@@ -5,7 +5,8 @@
 2. Redis decisions on a real redis-server started here (or REDIS_URL): opskit
    RedisStore vs limits' Redis fixed window (and sliding window counter) vs a raw
    EVALSHA round trip, with the server's own time per decision beside each (on a
-   VM the loopback round trip itself swings between two levels, by scheduling).
+   VM the loopback round trip itself swings between two levels, by scheduling);
+   then GCRA through a redis.asyncio client against a raw awaited EVALSHA.
 3. Requests per second of a small Starlette app under uvicorn (its own process),
    bare, with opskit's RateLimitMiddleware (memory), and with slowapi; the load
    is two keep-alive connections sending GETs one at a time, from this process.
@@ -22,6 +23,7 @@ throughput and faster than slowapi.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import resource
@@ -29,13 +31,14 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import limits
 import limits.storage
 import limits.strategies
 import redis
+import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 from _bench import by_round, free_port, interleaved, paired_ratio, redis_url
@@ -116,6 +119,32 @@ def on_redis() -> None:
                             "opskit RedisStore sliding_window")  # fmt: skip
         print(f"  opskit gcra, 2 rates / raw EVALSHA: {two_rates}")
         print(f"  limits sliding / opskit sliding_window: {same} (like for like)")
+        asyncio.run(on_async_redis(url))
+
+
+async def on_async_redis(url: str, rounds: int = 10, n: int = 300) -> None:
+    """The same GCRA decision through a ``redis.asyncio`` client (what an ASGI app
+    uses), against a raw awaited EVALSHA, paired round by round."""
+    client = redis.asyncio.Redis.from_url(url)
+    sha = await client.script_load("return 1")
+    r = RateLimiter("b-async", BIG, store=RedisStore(client), registry=CollectorRegistry())
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "raw awaited EVALSHA": lambda: client.evalsha(sha, 1, "k"),
+        "opskit RedisStore gcra, ahit": lambda: r.ahit("user:42"),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await call()
+            times[name].append((time.perf_counter() - t0) / n * 1e9)
+    await client.aclose()
+    print("\nRedis decisions through redis.asyncio (ns per decision, best round)")
+    for name, ns in times.items():
+        print(f"  {name:36} {min(ns):9.0f}")
+    ratio = paired_ratio(times, "opskit RedisStore gcra, ahit", "raw awaited EVALSHA")
+    print(f"  opskit ahit / raw awaited EVALSHA: {ratio}")
 
 
 def server_us(client: redis.Redis, fn: Callable[[], Any], n: int = 2000) -> float:

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 import redis.cluster
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
-from _redis import RedisServer
+from _redis import RedisServer, free_port
 from opskit.ratelimit import (
     ConcurrencyLimiter,
     Rate,
@@ -340,6 +343,47 @@ async def test_asyncio_client(aredis_client: Any) -> None:
     assert not (await r.ahit("k")).allowed
     await r.areset("k")
     assert (await r.ahit("k")).allowed
+
+
+@pytest.mark.parametrize("rates", [[f"5/{LONG}"], [f"5/{LONG}", f"7/{LONG}"]])
+@pytest.mark.parametrize("algorithm", ["gcra", "fixed_window", "sliding_window"])
+async def test_asyncio_client_decides_as_the_synchronous_one(
+    redis_client: redis.Redis, aredis_client: Any, algorithm: str, rates: list[str]
+) -> None:
+    sync = RateLimiter("s", rates, algorithm=algorithm, registry=CollectorRegistry(),
+                       store=RedisStore(redis_client))  # fmt: skip
+    reg = CollectorRegistry()
+    r = RateLimiter("a", rates, algorithm=algorithm, registry=reg,
+                    store=RedisStore(aredis_client))  # fmt: skip
+    for cost in (1, 2, 1, 3, 1, 1):
+        a, b = await r.ahit("k", cost), sync.hit("k", cost)
+        assert (a.allowed, a.remaining, a.limit) == (b.allowed, b.remaining, b.limit)
+    await aredis_client.script_flush()  # NOSCRIPT: the script is loaded again
+    a, b = await r.ahit("k"), sync.hit("k")
+    assert (a.allowed, a.remaining) == (b.allowed, b.remaining) == (False, 0)
+    with pytest.raises(ValueError, match="can never pass"):
+        await r.ahit("k", 6)
+    metric = "opskit_ratelimit_decisions_total"
+    counted = [reg.get_sample_value(metric, {"name": "a", "decision": d})
+               for d in ("allowed", "limited")]  # fmt: skip
+    assert counted == [4, 3]
+
+
+@pytest.mark.parametrize("policy", ["local", "allow", "deny", "raise"])
+async def test_asyncio_client_outage_policies(policy: str) -> None:
+    # Nothing listens there; no retries, so each call fails at once.
+    client = redis.asyncio.Redis(port=free_port(), retry=AsyncRetry(NoBackoff(), 0))
+    r = limiter(client, "2/minute", on_error=policy)
+    if policy == "raise":
+        with pytest.raises(redis.ConnectionError):
+            await r.ahit("k")
+    else:
+        got = [(await r.ahit("k")).allowed for _ in range(3)]
+        assert (
+            got == {"local": [True, True, False], "allow": [True] * 3, "deny": [False] * 3}[policy]
+        )
+    assert r.store.tracker.errors == (1 if policy == "raise" else 3)
+    await client.aclose()
 
 
 def test_concurrency_limiter_on_redis(redis_client: redis.Redis) -> None:

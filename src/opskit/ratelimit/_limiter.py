@@ -119,11 +119,14 @@ class RateLimiter:
                 self.hit, self.peek = self._fast_fixed()  # type: ignore[method-assign,assignment]
             else:
                 self.hit, self.peek = self._fast_sliding()  # type: ignore[method-assign,assignment]
-        elif type(self.store) is RedisStore and not self.store.is_async:
-            counts = (self.counts.allowed, self.counts.limited)
-            self.hit = self.store.planned(  # type: ignore[method-assign]
-                name, algorithm, self.rates, self._ttl, self.clock.monotonic, counts,
-                functools.partial(_check_cost, rates=self.rates))  # fmt: skip
+        elif type(self.store) is RedisStore:  # hit or ahit built for this limiter
+            plan = (name, algorithm, self.rates, self._ttl, self.clock.monotonic,
+                    (self.counts.allowed, self.counts.limited),
+                    functools.partial(_check_cost, rates=self.rates))  # fmt: skip
+            if self.store.is_async:
+                self.ahit = self.store.aplanned(*plan)  # type: ignore[method-assign,assignment]
+            else:
+                self.hit = self.store.planned(*plan)  # type: ignore[method-assign]
 
     # The one-rate in-memory paths, arithmetic inlined (the generic path is
     # ``_algo.decide``; the hypothesis models in the tests hold both to one

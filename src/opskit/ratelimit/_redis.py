@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -438,29 +438,37 @@ class RedisStore:
         self.tracker.ok()
         return decode(reply)
 
+    def _key_of(self, name: str, suffix: str) -> Callable[[str], str]:
+        """``key(name, k, suffix)`` as a function of ``k``: a key short enough and free
+        of braces and percent signs (most keys) is one concatenation."""
+        whole, key = f"{name}{suffix}:", self.key
+        if "{" in whole or "}" in whole or "%" in whole:
+            return lambda k: key(name, k, suffix)
+        head, short = f"{self.prefix}{{{whole}", _MAX_KEY // 4
+
+        def key_of(k: str) -> str:
+            if len(k) > short or "{" in k or "}" in k or "%" in k:
+                return key(name, k, suffix)
+            return head + k + "}"  # what self.key makes of it
+
+        return key_of
+
     def planned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
                 now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
                 check: Callable[[int], int]) -> Callable[..., Decision]:  # fmt: skip
         """A limiter's ``hit`` on a synchronous client, with everything that depends
         on neither key nor cost looked up once: ``counts`` are its allowed and
-        limited counters, ``check`` vets a cost other than 1. The common key (short,
-        no braces or percent signs) is one concatenation, and the script is run by
-        SHA straight on the client (:meth:`Script.run` after a NOSCRIPT)."""
+        limited counters, ``check`` vets a cost other than 1. The script runs by SHA
+        straight on the client (:meth:`Script.run` after a NOSCRIPT)."""
         script, decode, suffix = self._plan(algorithm, rates, ttl)
         client, tracker, local = self.client, self.tracker, self.local
-        execute, sha, key_of = client.execute_command, script.sha, self.key
+        execute, sha, key_of = client.execute_command, script.sha, self._key_of(name, suffix)
         allowed, limited = counts
-        whole = f"{name}{suffix}:"
-        plain = not ("{" in whole or "}" in whole or "%" in whole)
-        head, short = f"{self.prefix}{{{whole}", _MAX_KEY // 4
 
         def hit(key: str, cost: int = 1) -> Decision:
             if cost != 1:
                 cost = check(cost)
-            if plain and len(key) <= short and not ("{" in key or "}" in key or "%" in key):
-                k = head + key + "}"  # what self.key makes of it
-            else:
-                k = key_of(name, key, suffix)
+            k = key_of(key)
             try:
                 try:
                     if cost == 1:
@@ -480,6 +488,41 @@ class RedisStore:
             return d
 
         return hit
+
+    def aplanned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
+                 now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
+                 check: Callable[[int], int]) -> Callable[..., Awaitable[Decision]]:  # fmt: skip
+        """:meth:`planned` for an asyncio client: the limiter's ``ahit``. The two are
+        twins line for line but for ``await`` (a shared helper would cost each
+        decision a call), so a change to one goes into both."""
+        script, decode, suffix = self._plan(algorithm, rates, ttl)
+        client, tracker, local = self.client, self.tracker, self.local
+        execute, sha, key_of = client.execute_command, script.sha, self._key_of(name, suffix)
+        allowed, limited = counts
+
+        async def ahit(key: str, cost: int = 1) -> Decision:
+            if cost != 1:
+                cost = check(cost)
+            k = key_of(key)
+            try:
+                try:
+                    if cost == 1:
+                        reply = await execute("EVALSHA", sha, 1, k)
+                    else:
+                        reply = await execute("EVALSHA", sha, 1, k, str(cost))
+                except NoScriptError:
+                    reply = await script.arun(client, (k,), () if cost == 1 else (str(cost),))
+            except RedisError as exc:
+                d = self._fallback(exc, rates, lambda: local.hit(
+                    name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
+            else:
+                if tracker.active:
+                    tracker.ok()
+                d = decode(reply, cost)
+            next(allowed if d[0] else limited)
+            return d
+
+        return ahit
 
     def _all_keys(self, name: str, key: str) -> list[str]:
         """Every key a limiter of this name may keep for ``key`` (one per layout)."""
