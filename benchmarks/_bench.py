@@ -44,6 +44,20 @@ def by_round(cases: dict[str, tuple[Callable[[], Any], int]], rounds: int
     return times
 
 
+async def aby_round(cases: dict[str, tuple[Callable[[], Awaitable[Any]], int]], rounds: int
+                    ) -> dict[str, list[float]]:  # fmt: skip
+    """:func:`by_round` for awaited calls, inside the running event loop (one run of
+    each case per round)."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (fn, n) in cases.items():
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            times[name].append((time.perf_counter() - t0) / n * 1e9)
+    return times
+
+
 def paired_ratio(times: dict[str, list[float]], name: str, base: str) -> str:
     """``name``'s time over ``base``'s, each round against its own: the median over
     rounds, then the lowest and highest round. Pairing holds when the machine's

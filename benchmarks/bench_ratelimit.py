@@ -31,7 +31,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import limits
@@ -41,7 +41,7 @@ import redis
 import redis.asyncio
 from prometheus_client import CollectorRegistry
 
-from _bench import by_round, free_port, interleaved, paired_ratio, redis_url
+from _bench import aby_round, by_round, free_port, interleaved, paired_ratio, redis_url
 from opskit.ratelimit import RateLimiter, RedisStore, by_ip
 from opskit.ratelimit.asgi import RateLimitMiddleware, Rule
 
@@ -128,17 +128,10 @@ async def on_async_redis(url: str, rounds: int = 10, n: int = 300) -> None:
     client = redis.asyncio.Redis.from_url(url)
     sha = await client.script_load("return 1")
     r = RateLimiter("b-async", BIG, store=RedisStore(client), registry=CollectorRegistry())
-    calls: dict[str, Callable[[], Awaitable[Any]]] = {
-        "raw awaited EVALSHA": lambda: client.evalsha(sha, 1, "k"),
-        "opskit RedisStore gcra, ahit": lambda: r.ahit("user:42"),
-    }
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            for _ in range(n):
-                await call()
-            times[name].append((time.perf_counter() - t0) / n * 1e9)
+    times = await aby_round({
+        "raw awaited EVALSHA": (lambda: client.evalsha(sha, 1, "k"), n),
+        "opskit RedisStore gcra, ahit": (lambda: r.ahit("user:42"), n),
+    }, rounds)  # fmt: skip
     await client.aclose()
     print("\nRedis decisions through redis.asyncio (ns per decision, best round)")
     for name, ns in times.items():

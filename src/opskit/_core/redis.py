@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from redis.exceptions import NoScriptError
@@ -65,20 +65,39 @@ class Script:
 
     def run(self, client: Any, keys: Keys = (), args: Args = ()) -> Any:
         """Run on a synchronous client; one round trip unless the script was flushed."""
-        # execute_command directly: evalsha() is only a wrapper around it (Cluster
-        # clients route EVALSHA by the keys in these same positions).
-        try:
-            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # EVAL runs it and caches it again on the node that owns the keys.
-            return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+        return self.bound(client, len(keys))(*keys, *args)
 
     async def arun(self, client: Any, keys: Keys = (), args: Args = ()) -> Any:
         """Run on an asyncio client."""
-        try:
-            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+        return await self.abound(client, len(keys))(*keys, *args)
+
+    def bound(self, client: Any, numkeys: int) -> Callable[..., Any]:
+        """:meth:`run` on one synchronous client with ``numkeys`` keys, as a function of
+        the keys and then the arguments: a hot path binds it once."""
+        # execute_command directly: evalsha() is only a wrapper around it (Cluster
+        # clients route EVALSHA by the keys in these same positions).
+        execute, sha, source = client.execute_command, self.sha, self.source
+
+        def run(*keys_and_args: Any) -> Any:
+            try:
+                return execute("EVALSHA", sha, numkeys, *keys_and_args)
+            except NoScriptError:
+                # EVAL runs it and caches it again on the node that owns the keys.
+                return execute("EVAL", source, numkeys, *keys_and_args)
+
+        return run
+
+    def abound(self, client: Any, numkeys: int) -> Callable[..., Awaitable[Any]]:
+        """:meth:`bound` for an asyncio client."""
+        execute, sha, source = client.execute_command, self.sha, self.source
+
+        async def run(*keys_and_args: Any) -> Any:
+            try:
+                return await execute("EVALSHA", sha, numkeys, *keys_and_args)
+            except NoScriptError:
+                return await execute("EVAL", source, numkeys, *keys_and_args)
+
+        return run
 
     def __repr__(self) -> str:
         return f"Script(sha={self.sha[:12]}...)"

@@ -8,7 +8,6 @@ from typing import Any
 
 from opskit._core.redis import (
     LUA_NOW,
-    NoScriptError,
     OutageTracker,
     RedisError,
     Script,
@@ -68,29 +67,19 @@ def _px(ttl: float) -> str:
 _new = tuple.__new__  # a Decision without the namedtuple's Python-level __new__
 
 
-def _gcra_figures(reply: int, rate: Rate, cost: int) -> tuple[bool, int, float, float]:
-    """(allowed, remaining, reset_after, retry_after) for the offset a GCRA script
-    replied, as the memory path would give them (microseconds rounded up: remaining
-    is never overstated)."""
+def _gcra_decision(rate: Rate, reply: int, cost: int) -> Decision:
+    """The decision for the offset a GCRA script replied for ``rate``, as the memory
+    path would give it (microseconds rounded up: remaining is never overstated)."""
     limit, per = rate.limit, rate.per
     interval = per / limit
     if reply >= 0:
         used = reply / 1e6 + cost * interval
-        return True, max(0, int((per - used) / interval + 1e-9)), used, 0.0
+        left = int((per - used) / interval + 1e-9)
+        return _new(Decision, (True, limit, left if left > 0 else 0, used, 0.0, rate))
     ahead = (-1 - reply) / 1e6
     left = max(0, math.floor((per - ahead) / interval + 1e-9))
-    return False, left, ahead, max(0.0, ahead + cost * interval - per)
-
-
-def _gcra1_decision(rate: Rate, reply: int, cost: int) -> Decision:
-    if reply >= 0:  # allowed: _gcra_figures' first case, inline on the hot path
-        per = rate.per
-        interval = per / rate.limit
-        used = reply / 1e6 + cost * interval
-        left = int((per - used) / interval + 1e-9)
-        return _new(Decision, (True, rate.limit, left if left > 0 else 0, used, 0.0, rate))
-    allowed, left, reset, retry = _gcra_figures(reply, rate, cost)
-    return _new(Decision, (allowed, rate.limit, left, reset, retry, rate))
+    return _new(Decision, (False, limit, left, ahead, max(0.0, ahead + cost * interval - per),
+                           rate))  # fmt: skip
 
 
 def _packing(rate: Rate) -> tuple[int, int] | None:
@@ -263,7 +252,7 @@ def _rates_source(algorithm: str, rates: Sequence[Rate], ttl: float) -> str:
     integer a tenth of that):
 
     - GCRA: each rate's offset as in the one-rate script, ``-1 -`` it when the rate
-      denies; the client takes each rate's figures from it (:func:`_gcra_figures`).
+      denies; the client takes each rate's figures from it (:func:`_gcra_decision`).
     - Windows: ``"<1|0> <µs> <stored values...>"`` (no stored values when the key
       held none). The script decides at whole microseconds, ``now = µs / 10**6``, so
       the client runs :func:`_algo.decide` on the very numbers the script decided
@@ -302,8 +291,8 @@ def _rates_decision(algorithm: str, rates: Sequence[Rate], reply: Any, cost: int
     decodes responses)."""
     parts = reply.split()
     if algorithm == "gcra":
-        return most_restrictive(rates, [_gcra_figures(int(p), rate, cost)
-                                        for p, rate in zip(parts, rates, strict=True)])  # fmt: skip
+        each = [_gcra_decision(rate, int(p), cost) for p, rate in zip(parts, rates, strict=True)]
+        return most_restrictive(rates, [(d[0], d[2], d[3], d[4]) for d in each])
     width = _WIDTH[algorithm]
     states: list[tuple[int, ...] | None] = [None] * len(rates)
     if len(parts) > 2:
@@ -314,8 +303,10 @@ def _rates_decision(algorithm: str, rates: Sequence[Rate], reply: Any, cost: int
     return decision if decision.allowed == allowed else decision._replace(allowed=allowed)
 
 
-# A script, the reader of its reply (``reply, cost -> Decision``), the key suffix of its layout.
-_Plan = tuple[Script, Callable[[Any, int], Decision], str]
+_Reader = Callable[[Any, int], Decision]  # a script's reply and the cost -> the decision
+# A script, the reader of its reply, the key suffix of its layout.
+_Plan = tuple[Script, _Reader, str]
+_Failed = Callable[[RedisError, str, int], Decision]  # a Redis error, the key, the cost
 
 
 def _plan(algorithm: str, rates: tuple[Rate, ...], ttl: float) -> _Plan:
@@ -327,7 +318,7 @@ def _plan(algorithm: str, rates: tuple[Rate, ...], ttl: float) -> _Plan:
     if len(rates) == 1:
         rate = rates[0]
         if algorithm == "gcra":
-            return Script(_gcra1_source(rate, ttl)), partial(_gcra1_decision, rate), "#g"
+            return Script(_gcra1_source(rate, ttl)), partial(_gcra_decision, rate), "#g"
         packing = _packing(rate)
         if algorithm == "sliding_window":
             script = Script(_sliding1_source(rate, ttl, packing))
@@ -453,33 +444,36 @@ class RedisStore:
 
         return key_of
 
+    def _hot(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
+             now: Callable[[], float]) -> tuple[Script, _Reader, Callable[[str], str],
+                                                _Failed]:  # fmt: skip
+        """What :meth:`planned` and :meth:`aplanned` bind: the script, its reply's
+        reader, the key maker, and what a Redis error decides (``on_error``)."""
+        script, decode, suffix = self._plan(algorithm, rates, ttl)
+        local = self.local
+
+        def failed(exc: RedisError, key: str, cost: int) -> Decision:
+            return self._fallback(exc, rates, lambda: local.hit(
+                name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
+
+        return script, decode, self._key_of(name, suffix), failed
+
     def planned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
                 now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
                 check: Callable[[int], int]) -> Callable[..., Decision]:  # fmt: skip
         """A limiter's ``hit`` on a synchronous client, with everything that depends
         on neither key nor cost looked up once: ``counts`` are its allowed and
-        limited counters, ``check`` vets a cost other than 1. The script runs by SHA
-        straight on the client (:meth:`Script.run` after a NOSCRIPT)."""
-        script, decode, suffix = self._plan(algorithm, rates, ttl)
-        client, tracker, local = self.client, self.tracker, self.local
-        execute, sha, key_of = client.execute_command, script.sha, self._key_of(name, suffix)
-        allowed, limited = counts
+        limited counters, ``check`` vets a cost other than 1."""
+        script, decode, key_of, failed = self._hot(name, algorithm, rates, ttl, now)
+        run, tracker, (allowed, limited) = script.bound(self.client, 1), self.tracker, counts
 
         def hit(key: str, cost: int = 1) -> Decision:
             if cost != 1:
                 cost = check(cost)
-            k = key_of(key)
             try:
-                try:
-                    if cost == 1:
-                        reply = execute("EVALSHA", sha, 1, k)
-                    else:
-                        reply = execute("EVALSHA", sha, 1, k, str(cost))
-                except NoScriptError:
-                    reply = script.run(client, (k,), () if cost == 1 else (str(cost),))
+                reply = run(key_of(key)) if cost == 1 else run(key_of(key), str(cost))
             except RedisError as exc:
-                d = self._fallback(exc, rates, lambda: local.hit(
-                    name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
+                d = failed(exc, key, cost)
             else:
                 if tracker.active:
                     tracker.ok()
@@ -492,29 +486,17 @@ class RedisStore:
     def aplanned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
                  now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
                  check: Callable[[int], int]) -> Callable[..., Awaitable[Decision]]:  # fmt: skip
-        """:meth:`planned` for an asyncio client: the limiter's ``ahit``. The two are
-        twins line for line but for ``await`` (a shared helper would cost each
-        decision a call), so a change to one goes into both."""
-        script, decode, suffix = self._plan(algorithm, rates, ttl)
-        client, tracker, local = self.client, self.tracker, self.local
-        execute, sha, key_of = client.execute_command, script.sha, self._key_of(name, suffix)
-        allowed, limited = counts
+        """:meth:`planned` for an asyncio client: the limiter's ``ahit``."""
+        script, decode, key_of, failed = self._hot(name, algorithm, rates, ttl, now)
+        run, tracker, (allowed, limited) = script.abound(self.client, 1), self.tracker, counts
 
         async def ahit(key: str, cost: int = 1) -> Decision:
             if cost != 1:
                 cost = check(cost)
-            k = key_of(key)
             try:
-                try:
-                    if cost == 1:
-                        reply = await execute("EVALSHA", sha, 1, k)
-                    else:
-                        reply = await execute("EVALSHA", sha, 1, k, str(cost))
-                except NoScriptError:
-                    reply = await script.arun(client, (k,), () if cost == 1 else (str(cost),))
+                reply = await (run(key_of(key)) if cost == 1 else run(key_of(key), str(cost)))
             except RedisError as exc:
-                d = self._fallback(exc, rates, lambda: local.hit(
-                    name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
+                d = failed(exc, key, cost)
             else:
                 if tracker.active:
                     tracker.ok()
