@@ -136,6 +136,41 @@ async def test_asgi_headers_are_added_to_a_copy_of_the_start_message() -> None:
     assert start["headers"] == before
 
 
+@pytest.mark.parametrize(
+    ("rates", "style"),
+    [(["5/minute", "100/hour"], "ietf"), ("5/minute", "both"), ("5/minute", "legacy")],
+)
+async def test_asgi_general_header_styles_copy_the_start_message(rates: Any, style: Any) -> None:
+    # Styles other than one-rate "ietf" take the general send wrapper.
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-type", b"text/plain")]}  # fmt: skip
+    before = list(start["headers"])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    stack = rl_asgi.RateLimitMiddleware(app, [Rule("/*", rates=rates)], clock=ManualClock(),
+                                        headers=style, registry=CollectorRegistry())  # fmt: skip
+    transport = httpx.ASGITransport(app=stack)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for used in (1, 2):
+            r = await client.get("/x")
+            assert r.text == "hello"
+            assert r.headers.get_list("content-type") == ["text/plain"]
+            if style == "ietf":
+                assert r.headers.get_list("RateLimit") == [
+                    f'"rule0:/_-0";r={5 - used};t={12 * used}'
+                ]
+                assert r.headers.get_list("RateLimit-Policy") == [
+                    '"rule0:/_-0";q=5;w=60, "rule0:/_-1";q=100;w=3600'
+                ]
+            else:
+                assert r.headers.get_list("X-RateLimit-Remaining") == [str(5 - used)]
+                assert ("RateLimit" in r.headers) == (style == "both")
+    assert start["headers"] == before
+
+
 def test_header_seconds_ignore_float_noise() -> None:
     from opskit.ratelimit import Decision, Rate
     from opskit.ratelimit._middleware import Core

@@ -44,9 +44,12 @@ def by_ip(request: Request) -> str | None:
     return ip_key(request.client_ip)
 
 
+IP_PREFIX = "ip:"
+
+
 def ip_key(ip: str | None) -> str | None:
     """The key :func:`by_ip` makes of a client address."""
-    return None if ip is None else "ip:" + ip
+    return None if ip is None else IP_PREFIX + ip
 
 
 def by_header(name: str) -> KeyFunc:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Any, Literal, NamedTuple
 
 from prometheus_client import CollectorRegistry
 
+from opskit._core.asgi import Message, Send
 from opskit._core.clientip import ClientIP, IPNetwork, parse_ip
 from opskit._core.clock import Clock
 from opskit._core.http import Headers
@@ -94,6 +95,9 @@ def glob(pattern: str) -> Callable[[str], object]:
 
 
 RawHeaders = list[tuple[bytes, bytes]]
+# An ASGI ``send`` wrapper: ``functools.partial(sender, send, decision)`` is the
+# ``send`` given to the app, adding the decision's rate headers to the response start.
+Sender = Callable[[Send, Decision, Message], Awaitable[None]]
 
 
 class Route(NamedTuple):
@@ -101,14 +105,16 @@ class Route(NamedTuple):
 
     ``hit`` is the limiter's synchronous ``hit`` when the rule is plain (a rate
     limiter on a synchronous store, counting every request, rejecting), else None;
-    ``headers`` makes a decision's ASGI rate headers (None: no headers);
-    ``peer_keyed``: the key is the socket peer's (``by_ip``, no trusted proxies).
+    ``headers`` makes a decision's ASGI rate headers, and ``sender`` adds them to
+    the response (both None: no headers); ``peer_keyed``: the key is the socket
+    peer's (``by_ip``, no trusted proxies).
     """
 
     rule_index: int
     hit: Callable[[str], Decision] | None
     headers: Callable[[Decision], RawHeaders] | None
     peer_keyed: bool
+    sender: Sender | None
 
 
 class Core:
@@ -166,7 +172,8 @@ class Core:
                 and rule.count == "all" and rule.mode == "reject"):  # fmt: skip
             hit = limiter.hit
         peer_keyed = rule.key is by_ip and not self.client_ip.trusted_proxies
-        return Route(index, hit, self._raw_headers(index), peer_keyed)
+        headers = self._raw_headers(index)
+        return Route(index, hit, headers, peer_keyed, self._sender(index, headers))
 
     def route(self, method: str, path: str) -> Route | None:
         """The route of the first rule for the request (None: exempt or no rule)."""
@@ -243,6 +250,37 @@ class Core:
         def general(d: Decision) -> RawHeaders:
             return [(k.lower().encode("latin-1"), v.encode("latin-1"))
                     for k, v in self.rate_headers(index, d)]  # fmt: skip
+
+        return general
+
+    def _sender(self, index: int, headers: Callable[[Decision], RawHeaders] | None
+                ) -> Sender | None:  # fmt: skip
+        """The ASGI send wrapper of rule ``index`` (None: no headers). The message is
+        copied, never changed: an app may send one dict twice. The default style of
+        a one-rate limiter formats its ``RateLimit`` value in place."""
+        if headers is None:
+            return None
+        items = self._raw_items[index]
+        if self.headers == "ietf" and len(items) == 1:
+            policy = (b"ratelimit-policy", self._policy_raw[index])
+            template = items[0] + b";r=%d;t=%d"
+
+            def one(send: Send, d: Decision, message: Message) -> Awaitable[None]:
+                if message["type"] == "http.response.start":
+                    reset = ceil(d[3] - FUZZ)  # d.reset_after; d[2] is d.remaining
+                    value = template % (d[2], reset if reset > 0 else 0)
+                    message = {**message}
+                    message["headers"] = [*message.get("headers", ()), policy,
+                                          (b"ratelimit", value)]  # fmt: skip
+                return send(message)
+
+            return one
+
+        def general(send: Send, d: Decision, message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                message = {**message}
+                message["headers"] = [*message.get("headers", ()), *headers(d)]
+            return send(message)
 
         return general
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from opskit._core.asgi import ASGIApp, Message, Receive, Scope, Send, request_headers, send_problem
 from opskit._core.clock import Clock
-from opskit.ratelimit._keys import ip_key
+from opskit.ratelimit._keys import IP_PREFIX
 from opskit.ratelimit._limiter import ConcurrencyLimiter
 from opskit.ratelimit._middleware import Core, HeaderStyle, IPFilter, Rule
 
@@ -67,11 +68,11 @@ class RateLimitMiddleware:
         if route is None:
             await self.app(scope, receive, send)
             return
-        index, hit, headers, peer_keyed = route
+        index, hit, _, peer_keyed, sender = route
         client = scope.get("client")
         peer = client[0] if client else None
         if peer_keyed:
-            key = ip_key(peer)
+            key = None if peer is None else IP_PREFIX + peer  # ip_key(peer), inlined
         else:
             key = core.key(index, method, path, peer, lambda: request_headers(scope), scope)
         if key is None:
@@ -83,17 +84,18 @@ class RateLimitMiddleware:
             if not d.allowed:
                 hdrs, body = core.rejection(index, d, d.retry_after)
                 await send_problem(send, 429, headers=hdrs, **body)
-            elif headers is None:
+            elif sender is None:
                 await self.app(scope, receive, send)
             else:
-                await self.app(scope, receive, _with_headers(send, headers(d), None))
+                await self.app(scope, receive, partial(sender, send, d))
 
     async def _limit(self, index: int, key: str, scope: Scope, receive: Receive, send: Send
                      ) -> None:  # fmt: skip
         """Concurrency limits, asynchronous stores, delay mode, counting by status."""
         core = self.core
         rule, limiter = core.rules[index], core.limiters[index]
-        headers = core.rule_routes[index].headers
+        route = core.rule_routes[index]
+        headers, sender = route.headers, route.sender
         if isinstance(limiter, ConcurrencyLimiter):
             slot = await limiter.atry_acquire(key)
             if slot is None:
@@ -117,10 +119,7 @@ class RateLimitMiddleware:
                     return
             elif core.excess:
                 core.allowed(index, key)
-            if headers is None:
-                await self.app(scope, receive, send)
-            else:
-                await self.app(scope, receive, _with_headers(send, headers(d), None))
+            await self.app(scope, receive, send if sender is None else partial(sender, send, d))
             return
         d = await limiter.apeek(key)
         if not d.allowed:
