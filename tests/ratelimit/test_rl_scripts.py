@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from opskit._core.redis import LUA_NOW
 from opskit.ratelimit import Rate
 from opskit.ratelimit._algo import decide, ttl
-from opskit.ratelimit._redis import _plan
+from opskit.ratelimit._redis import _gcra_rates_decision, _plan, _rates_decision
 
 RATES = [Rate(1, 1.0), Rate(3, 0.5), Rate(5, 60.0), Rate(7, 3600.0), Rate(10, 86400.0)]
 ALGORITHMS = ["gcra", "fixed_window", "sliding_window"]
@@ -96,3 +96,31 @@ def test_scripts_decide_as_the_reference(redis_server: Any, case: Any) -> None:
             assert stored == flat(new_states)
     else:  # a denied hit consumes nothing
         assert after == before
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    rates=st.lists(st.sampled_from(RATES), min_size=2, max_size=3, unique=True),
+    data=st.data(),
+)
+def test_gcra_rates_reader_picks_as_the_general_one(rates: list[Rate], data: Any) -> None:
+    # The n-rate GCRA reader's allowed path skips a decision per rate; it must give the
+    # general reader's decision (most_restrictive's pick, ties included) for any reply.
+    cost = data.draw(st.integers(1, min(r.limit for r in rates)))
+    offsets = [
+        data.draw(st.sampled_from([0, int((r.per - cost * r.per / r.limit) * 1e6)])
+                  | st.integers(0, int(r.per * 1e6)) | st.integers(-(10**8), -1))
+        for r in rates
+    ]  # fmt: skip
+    reply = " ".join(map(str, offsets))
+    fast = _gcra_rates_decision(rates, [(r.per, r.per / r.limit) for r in rates],
+                                reply.encode(), cost)  # fmt: skip
+    assert fast == _rates_decision("gcra", rates, reply, cost)
+
+
+def test_gcra_rates_reader_counts_through_float_noise() -> None:
+    # 7/hour, 3 spent: (3600 - 3 * 3600/7) / (3600/7) is 3.999999999999999 in floats.
+    rates = [Rate(7, 3600.0), Rate(10, 86400.0)]
+    d = _gcra_rates_decision(rates, [(r.per, r.per / r.limit) for r in rates], b"0 0", 3)
+    assert (d.allowed, d.remaining, d.rate) == (True, 4, rates[0])
+    assert d == _rates_decision("gcra", rates, b"0 0", 3)

@@ -303,6 +303,27 @@ def _rates_decision(algorithm: str, rates: Sequence[Rate], reply: Any, cost: int
     return decision if decision.allowed == allowed else decision._replace(allowed=allowed)
 
 
+def _gcra_rates_decision(rates: Sequence[Rate], figures: Sequence[tuple[float, float]],
+                         reply: Any, cost: int) -> Decision:  # fmt: skip
+    """:func:`_rates_decision` for GCRA, the allowed case without a decision per rate:
+    the rate with the fewest remaining (the longest reset on a tie), as
+    :func:`_algo.most_restrictive` picks it. ``figures``: each rate's period and
+    interval."""
+    offsets = list(map(int, reply.split()))
+    if min(offsets) < 0:  # denied by some rate
+        return _rates_decision("gcra", rates, reply, cost)
+    pick, best_left, best_used = 0, -1, 0.0
+    for i, (per, interval) in enumerate(figures):
+        used = offsets[i] / 1e6 + cost * interval
+        left = int((per - used) / interval + 1e-9)
+        if left < 0:
+            left = 0
+        if best_left < 0 or left < best_left or (left == best_left and used > best_used):
+            pick, best_left, best_used = i, left, used
+    rate = rates[pick]
+    return _new(Decision, (True, rate.limit, best_left, best_used, 0.0, rate))
+
+
 _Reader = Callable[[Any, int], Decision]  # a script's reply and the cost -> the decision
 # A script, the reader of its reply, the key suffix of its layout.
 _Plan = tuple[Script, _Reader, str]
@@ -327,6 +348,9 @@ def _plan(algorithm: str, rates: tuple[Rate, ...], ttl: float) -> _Plan:
             script = Script(_fixed1_source(rate, ttl, packing))
             return script, partial(_fixed1_decision, rate, packing), "#f1"
     script = Script(_rates_source(algorithm, rates, ttl))
+    if algorithm == "gcra":
+        figures = tuple((r.per, r.per / r.limit) for r in rates)
+        return script, partial(_gcra_rates_decision, rates, figures), _SUFFIX[algorithm]
     return script, partial(_rates_decision, algorithm, rates), _SUFFIX[algorithm]
 
 
