@@ -188,6 +188,15 @@ def test_header_seconds_ignore_float_noise() -> None:
     assert raw[b"ratelimit"] == b'"rule0:/_-0";r=0;t=30'
     d = Decision(False, 2, 0, 30.01, 30.01, rate)
     assert ("Retry-After", "31") in core.rejection(0, d, d.retry_after)[0]
+    # The one-rate IETF send wrapper formats its value apart: the same seconds.
+    ietf = Core([Rule("/*", rates="2/minute")], registry=CollectorRegistry()).rule_routes[0]
+    assert ietf.sender is not None and ietf.headers is not None
+    sent: list[Any] = []
+    for reset, said in ((30.000000000004, b"30"), (30.01, b"31"), (-0.5, b"0")):
+        d = Decision(True, 2, 1, reset, 0.0, rate)
+        ietf.sender(sent.append, d, {"type": "http.response.start", "status": 200})
+        assert sent[-1]["headers"][-1] == (b"ratelimit", b'"rule0:/_-0";r=1;t=' + said)
+        assert sent[-1]["headers"] == ietf.headers(d)
 
 
 def test_wsgi_in_process() -> None:

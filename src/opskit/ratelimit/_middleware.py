@@ -232,20 +232,9 @@ class Core:
         return f"{self._items[index][self._position(index, d)]};r={d.remaining};t={reset}"
 
     def _raw_headers(self, index: int) -> Callable[[Decision], RawHeaders] | None:
-        """:meth:`rate_headers` as ASGI header pairs, for rule ``index``; the default
-        style of a one-rate limiter is built from a template."""
+        """:meth:`rate_headers` as ASGI header pairs, for rule ``index``."""
         if self.headers == "none" or not self._items[index]:
             return None
-        items = self._raw_items[index]
-        if self.headers == "ietf" and len(items) == 1:
-            policy = (b"ratelimit-policy", self._policy_raw[index])
-            template = items[0] + b";r=%d;t=%d"
-
-            def one(d: Decision) -> RawHeaders:
-                reset = ceil(d[3] - FUZZ)  # d.reset_after; d[2] is d.remaining
-                return [policy, (b"ratelimit", template % (d[2], reset if reset > 0 else 0))]
-
-            return one
 
         def general(d: Decision) -> RawHeaders:
             return [(k.lower().encode("latin-1"), v.encode("latin-1"))
@@ -257,7 +246,7 @@ class Core:
                 ) -> Sender | None:  # fmt: skip
         """The ASGI send wrapper of rule ``index`` (None: no headers). The message is
         copied, never changed: an app may send one dict twice. The default style of
-        a one-rate limiter formats its ``RateLimit`` value in place."""
+        a one-rate limiter formats its ``RateLimit`` value from a template, in place."""
         if headers is None:
             return None
         items = self._raw_items[index]
