@@ -28,12 +28,6 @@ def bench(fn: Callable[[], Any], n: int) -> float:
     return best / n * 1e9
 
 
-def interleaved(cases: dict[str, tuple[Callable[[], Any], int]], rounds: int) -> dict[str, float]:
-    """ns per call of each case, measured ``rounds`` times in turn and the best kept:
-    a slow spell of the machine then hits every case alike instead of one."""
-    return {name: min(times) for name, times in by_round(cases, rounds).items()}
-
-
 def by_round(cases: dict[str, tuple[Callable[[], Any], int]], rounds: int
              ) -> dict[str, list[float]]:  # fmt: skip
     """ns per call of each case in each of ``rounds`` rounds (all cases in turn)."""
