@@ -469,18 +469,28 @@ class RedisStore:
         return key_of
 
     def _hot(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
-             now: Callable[[], float]) -> tuple[Script, _Reader, Callable[[str], str],
-                                                _Failed]:  # fmt: skip
-        """What :meth:`planned` and :meth:`aplanned` bind: the script, its reply's
-        reader, the key maker, and what a Redis error decides (``on_error``)."""
+             now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]]
+             ) -> tuple[Script, Callable[[str], str], _Reader, _Failed]:  # fmt: skip
+        """What :meth:`planned` and :meth:`aplanned` bind: the script, the key maker,
+        the decision of a reply and that of a Redis error (``on_error``), each
+        advancing ``counts`` (the limiter's allowed and limited counters)."""
         script, decode, suffix = self._plan(algorithm, rates, ttl)
-        local = self.local
+        local, tracker, (allowed, limited) = self.local, self.tracker, counts
+
+        def settle(reply: Any, cost: int) -> Decision:
+            if tracker.active:
+                tracker.ok()
+            d = decode(reply, cost)
+            next(allowed if d[0] else limited)
+            return d
 
         def failed(exc: RedisError, key: str, cost: int) -> Decision:
-            return self._fallback(exc, rates, lambda: local.hit(
+            d = self._fallback(exc, rates, lambda: local.hit(
                 name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
+            next(allowed if d[0] else limited)
+            return d
 
-        return script, decode, self._key_of(name, suffix), failed
+        return script, self._key_of(name, suffix), settle, failed
 
     def planned(self, name: str, algorithm: str, rates: tuple[Rate, ...], ttl: float,
                 now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
@@ -488,8 +498,8 @@ class RedisStore:
         """A limiter's ``hit`` on a synchronous client, with everything that depends
         on neither key nor cost looked up once: ``counts`` are its allowed and
         limited counters, ``check`` vets a cost other than 1."""
-        script, decode, key_of, failed = self._hot(name, algorithm, rates, ttl, now)
-        run, tracker, (allowed, limited) = script.bound(self.client, 1), self.tracker, counts
+        script, key_of, settle, failed = self._hot(name, algorithm, rates, ttl, now, counts)
+        run = script.bound(self.client, 1)
 
         def hit(key: str, cost: int = 1) -> Decision:
             if cost != 1:
@@ -497,13 +507,8 @@ class RedisStore:
             try:
                 reply = run(key_of(key)) if cost == 1 else run(key_of(key), str(cost))
             except RedisError as exc:
-                d = failed(exc, key, cost)
-            else:
-                if tracker.active:
-                    tracker.ok()
-                d = decode(reply, cost)
-            next(allowed if d[0] else limited)
-            return d
+                return failed(exc, key, cost)
+            return settle(reply, cost)
 
         return hit
 
@@ -511,8 +516,8 @@ class RedisStore:
                  now: Callable[[], float], counts: tuple[Iterator[int], Iterator[int]],
                  check: Callable[[int], int]) -> Callable[..., Awaitable[Decision]]:  # fmt: skip
         """:meth:`planned` for an asyncio client: the limiter's ``ahit``."""
-        script, decode, key_of, failed = self._hot(name, algorithm, rates, ttl, now)
-        run, tracker, (allowed, limited) = script.abound(self.client, 1), self.tracker, counts
+        script, key_of, settle, failed = self._hot(name, algorithm, rates, ttl, now, counts)
+        run = script.abound(self.client, 1)
 
         async def ahit(key: str, cost: int = 1) -> Decision:
             if cost != 1:
@@ -520,13 +525,8 @@ class RedisStore:
             try:
                 reply = await (run(key_of(key)) if cost == 1 else run(key_of(key), str(cost)))
             except RedisError as exc:
-                d = failed(exc, key, cost)
-            else:
-                if tracker.active:
-                    tracker.ok()
-                d = decode(reply, cost)
-            next(allowed if d[0] else limited)
-            return d
+                return failed(exc, key, cost)
+            return settle(reply, cost)
 
         return ahit
 
