@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from _servers import run_asgi, run_wsgi
@@ -194,9 +196,31 @@ def test_header_seconds_ignore_float_noise() -> None:
     sent: list[Any] = []
     for reset, said in ((30.000000000004, b"30"), (30.01, b"31"), (-0.5, b"0")):
         d = Decision(True, 2, 1, reset, 0.0, rate)
-        ietf.sender(sent.append, d, {"type": "http.response.start", "status": 200})
+        ietf.sender((sent.append, d), {"type": "http.response.start", "status": 200})
         assert sent[-1]["headers"][-1] == (b"ratelimit", b'"rule0:/_-0";r=1;t=' + said)
         assert sent[-1]["headers"] == ietf.headers(d)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 0.5, 1.0, 1.000000000004,
+                                                              2.0, 29.99, 30.0, -0.5])),
+                min_size=1, max_size=30))  # fmt: skip
+def test_one_rate_sender_never_reuses_a_stale_value(decisions: list[tuple[int, float]]) -> None:
+    # The one-rate IETF wrapper keeps the last value it formatted: whatever the order
+    # of decisions (repeats, alternations), each response says what rate_headers says.
+    from opskit.ratelimit import Decision, Rate
+    from opskit.ratelimit._middleware import Core
+
+    route = Core([Rule("/*", rates="3/minute")], registry=CollectorRegistry()).rule_routes[0]
+    assert route.sender is not None and route.headers is not None
+    rate = Rate.parse("3/minute")
+    sent: list[Any] = []
+    for left, reset in decisions:
+        d = Decision(True, 3, left, reset, 0.0, rate)
+        route.sender((sent.append, d), {"type": "http.response.start", "status": 200})
+        route.sender((sent.append, d), {"type": "http.response.body", "body": b""})
+        assert sent[-2]["headers"] == route.headers(d)
+        assert "headers" not in sent[-1]
 
 
 def test_wsgi_in_process() -> None:
@@ -349,3 +373,40 @@ def test_problem_body_is_json_and_metrics_count_delays() -> None:
     assert json.loads(body)["status"] == 429
     assert reg.get_sample_value("opskit_ratelimit_decisions_total",
                                 {"name": "x", "decision": "limited"}) == 1  # fmt: skip
+
+
+def test_route_memo_keys_by_method_only_when_a_rule_names_methods() -> None:
+    from opskit.ratelimit._middleware import Core
+
+    plain = Core([Rule("/api/*", rates="5/minute")], exempt=["/api/health"],
+                 registry=CollectorRegistry())  # fmt: skip
+    assert plain.by_path
+    for method in ("GET", "POST", "GET"):
+        route = plain.route(method, "/api/x")
+        assert route is not None and route.rule_index == 0
+        assert plain.route(method, "/api/health") is None
+    assert set(plain.routes) == {"/api/x", "/api/health"}
+
+    named = Core([Rule("/api/*", methods=["POST"], rates="5/minute"),
+                  Rule("/api/*", rates="50/minute")], registry=CollectorRegistry())  # fmt: skip
+    assert not named.by_path
+    for _ in range(2):  # the second time from the memo
+        post, get = named.route("POST", "/api/x"), named.route("GET", "/api/x")
+        assert post is not None and post.rule_index == 0
+        assert get is not None and get.rule_index == 1
+    assert set(named.routes) == {("POST", "/api/x"), ("GET", "/api/x")}
+
+
+async def test_asgi_rules_with_methods_limit_only_those_methods() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    rules = [Rule("/x", methods=["POST"], rates="1/minute")]
+    stack = rl_asgi.RateLimitMiddleware(app, rules, clock=ManualClock(),
+                                        registry=CollectorRegistry())  # fmt: skip
+    transport = httpx.ASGITransport(app=stack)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert [(await client.get("/x")).status_code for _ in range(3)] == [200, 200, 200]
+        assert [(await client.post("/x")).status_code for _ in range(2)] == [200, 429]
+        assert (await client.get("/x")).status_code == 200

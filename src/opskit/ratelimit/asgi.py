@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from functools import partial
+from types import MethodType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -61,10 +61,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         core = self.core
-        method, path = scope["method"], scope["path"]
-        route = core.routes.get((method, path), _MISSING)
+        path = scope["path"]
+        route = core.routes.get(path if core.by_path else (scope["method"], path), _MISSING)
         if route is _MISSING:
-            route = core.route(method, path)
+            route = core.route(scope["method"], path)
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -74,7 +74,8 @@ class RateLimitMiddleware:
         if peer_keyed:
             key = None if peer is None else IP_PREFIX + peer  # ip_key(peer), inlined
         else:
-            key = core.key(index, method, path, peer, lambda: request_headers(scope), scope)
+            key = core.key(index, scope["method"], path, peer, lambda: request_headers(scope),
+                           scope)  # fmt: skip
         if key is None:
             await self.app(scope, receive, send)
         elif hit is None:
@@ -87,7 +88,7 @@ class RateLimitMiddleware:
             elif sender is None:
                 await self.app(scope, receive, send)
             else:
-                await self.app(scope, receive, partial(sender, send, d))
+                await self.app(scope, receive, MethodType(sender, (send, d)))
 
     async def _limit(self, index: int, key: str, scope: Scope, receive: Receive, send: Send
                      ) -> None:  # fmt: skip
@@ -119,7 +120,9 @@ class RateLimitMiddleware:
                     return
             elif core.excess:
                 core.allowed(index, key)
-            await self.app(scope, receive, send if sender is None else partial(sender, send, d))
+            await self.app(
+                scope, receive, send if sender is None else MethodType(sender, (send, d))
+            )
             return
         d = await limiter.apeek(key)
         if not d.allowed:
