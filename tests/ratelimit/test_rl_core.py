@@ -285,12 +285,17 @@ def test_fast_paths_decide_exactly_as_the_generic_path(
     fast = limiter(f"{limit}/{int(per)}s", clock, algorithm)
     slow = limiter(f"{limit}/{int(per)}s", clock, algorithm, store=GenericStore())
     assert "hit" in vars(fast) and "hit" not in vars(slow)  # fast path vs generic
+    # plain_hit: the same decisions as plain tuples (what the ASGI middleware reads).
+    plain = limiter(f"{limit}/{int(per)}s", clock, algorithm).plain_hit()
+    assert slow.plain_hit() == slow.hit
     for dt, cost in steps:
         clock.advance(dt)
         cost = min(cost, limit)
         for a, b in ((fast.peek("k"), slow.peek("k")), (fast.hit("k", cost), slow.hit("k", cost))):
             assert a == pytest.approx(b, abs=1e-9), (a, b)
             assert isinstance(a.remaining, int) and a.remaining >= 0
+        tup = plain("k", cost)
+        assert type(tup) is tuple and tup == pytest.approx(tuple(b), abs=1e-9), (tup, b)
 
 
 def test_same_name_different_algorithms_keep_apart() -> None:

@@ -35,6 +35,10 @@ class Decision(NamedTuple):
     rate: Rate
 
 
+# Decision's fields as a plain tuple (what ``RateLimiter.plain_hit`` answers).
+DecisionTuple = tuple[bool, int, int, float, float, Rate]
+
+
 def decide_one(algorithm: str, rate: Rate, state: State | None, now: float, cost: int
                ) -> tuple[bool, int, float, float, State]:  # fmt: skip
     """One rate: (allowed, remaining, reset_after, retry_after, the state to keep)."""

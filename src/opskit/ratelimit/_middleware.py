@@ -16,7 +16,7 @@ from opskit._core.asgi import Message, Send
 from opskit._core.clientip import ClientIP, IPNetwork, parse_ip
 from opskit._core.clock import Clock
 from opskit._core.http import Headers
-from opskit.ratelimit._algo import Decision
+from opskit.ratelimit._algo import DecisionTuple
 from opskit.ratelimit._keys import KeyFunc, Request, by_ip
 from opskit.ratelimit._limiter import ConcurrencyLimiter, RateLike, RateLimiter, _rates
 
@@ -99,7 +99,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 # given to the app, adding the decision's rate headers to the response start. (A
 # bound method is made and called for fewer instructions than a ``functools.partial``
 # or a closure: about 1,000 fewer per request under uvicorn.)
-Sender = Callable[[tuple[Send, Decision], Message], Awaitable[None]]
+Sender = Callable[[tuple[Send, DecisionTuple], Message], Awaitable[None]]
 
 
 class Route(NamedTuple):
@@ -113,8 +113,8 @@ class Route(NamedTuple):
     """
 
     rule_index: int
-    hit: Callable[[str], Decision] | None
-    headers: Callable[[Decision], RawHeaders] | None
+    hit: Callable[[str], DecisionTuple] | None
+    headers: Callable[[DecisionTuple], RawHeaders] | None
     peer_keyed: bool
     sender: Sender | None
 
@@ -175,7 +175,7 @@ class Core:
         hit = None
         if (isinstance(limiter, RateLimiter) and not limiter.store.is_async
                 and rule.count == "all" and rule.mode == "reject"):  # fmt: skip
-            hit = limiter.hit
+            hit = limiter.plain_hit()
         peer_keyed = rule.key is by_ip and not self.client_ip.trusted_proxies
         headers = self._raw_headers(index)
         return Route(index, hit, headers, peer_keyed, self._sender(index, headers))
@@ -226,29 +226,31 @@ class Core:
             parts.append(f'"{_token(limiter.name)}-{i}";q={r.limit};w={w}')
         return ", ".join(parts)
 
-    def _position(self, index: int, d: Decision) -> int:
-        i = self._positions[index].get(id(d.rate))
+    def _position(self, index: int, d: DecisionTuple) -> int:
+        rate = d[5]
+        i = self._positions[index].get(id(rate))
         if i is None:
-            i = self.limiters[index].rates.index(d.rate)  # type: ignore[union-attr]
+            i = self.limiters[index].rates.index(rate)  # type: ignore[union-attr]
         return i
 
-    def _item(self, index: int, d: Decision) -> str:
+    def _item(self, index: int, d: DecisionTuple) -> str:
         """The ``RateLimit`` field value for the decision's rate."""
-        reset = whole_seconds(d.reset_after)
-        return f"{self._items[index][self._position(index, d)]};r={d.remaining};t={reset}"
+        _, _, remaining, reset_after, _, _ = d
+        item = self._items[index][self._position(index, d)]
+        return f"{item};r={remaining};t={whole_seconds(reset_after)}"
 
-    def _raw_headers(self, index: int) -> Callable[[Decision], RawHeaders] | None:
+    def _raw_headers(self, index: int) -> Callable[[DecisionTuple], RawHeaders] | None:
         """:meth:`rate_headers` as ASGI header pairs, for rule ``index``."""
         if self.headers == "none" or not self._items[index]:
             return None
 
-        def general(d: Decision) -> RawHeaders:
+        def general(d: DecisionTuple) -> RawHeaders:
             return [(k.lower().encode("latin-1"), v.encode("latin-1"))
                     for k, v in self.rate_headers(index, d)]  # fmt: skip
 
         return general
 
-    def _sender(self, index: int, headers: Callable[[Decision], RawHeaders] | None
+    def _sender(self, index: int, headers: Callable[[DecisionTuple], RawHeaders] | None
                 ) -> Sender | None:  # fmt: skip
         """The ASGI send wrapper of rule ``index`` (None: no headers). The message is
         copied, never changed: an app may send one dict twice. The default style of
@@ -264,7 +266,7 @@ class Core:
             # but one), and formatting two numbers costs more than comparing them.
             last = [(-1, -1, policy)]
 
-            def one(bound: tuple[Send, Decision], message: Message) -> Awaitable[None]:
+            def one(bound: tuple[Send, DecisionTuple], message: Message) -> Awaitable[None]:
                 send, d = bound
                 if message["type"] == "http.response.start":
                     left, reset = d[2], ceil(d[3] - FUZZ)  # d.remaining, d.reset_after
@@ -280,7 +282,7 @@ class Core:
 
             return one
 
-        def general(bound: tuple[Send, Decision], message: Message) -> Awaitable[None]:
+        def general(bound: tuple[Send, DecisionTuple], message: Message) -> Awaitable[None]:
             send, d = bound
             if message["type"] == "http.response.start":
                 message = {**message}
@@ -289,21 +291,23 @@ class Core:
 
         return general
 
-    def rate_headers(self, index: int, d: Decision | None) -> list[tuple[str, str]]:
+    def rate_headers(self, index: int, d: DecisionTuple | None) -> list[tuple[str, str]]:
+        """The rate headers of decision ``d`` (a ``Decision`` or its plain tuple)."""
         if d is None or self.headers == "none":
             return []
         out: list[tuple[str, str]] = []
-        reset = whole_seconds(d.reset_after)
+        _, limit, remaining, reset_after, _, _ = d
+        reset = whole_seconds(reset_after)
         if self.headers in ("ietf", "both") and self._items[index]:
             out.append(("RateLimit-Policy", self.policy_headers[index]))
             out.append(("RateLimit", self._item(index, d)))
         if self.headers in ("legacy", "both"):
-            out += [("X-RateLimit-Limit", str(d.limit)),
-                    ("X-RateLimit-Remaining", str(d.remaining)),
+            out += [("X-RateLimit-Limit", str(limit)),
+                    ("X-RateLimit-Remaining", str(remaining)),
                     ("X-RateLimit-Reset", str(reset))]  # fmt: skip
         return out
 
-    def rejection(self, index: int, d: Decision | None, retry_after: float
+    def rejection(self, index: int, d: DecisionTuple | None, retry_after: float
                   ) -> tuple[list[tuple[str, str]], dict[str, Any]]:  # fmt: skip
         retry = max(1, whole_seconds(retry_after))
         headers = [("Retry-After", str(retry)), *self.rate_headers(index, d)]

@@ -81,9 +81,9 @@ class RateLimitMiddleware:
         elif hit is None:
             await self._limit(index, key, scope, receive, send)
         else:  # the plain case, kept short: every request counts, over the limit is 429
-            d = hit(key)
-            if not d.allowed:
-                hdrs, body = core.rejection(index, d, d.retry_after)
+            d = hit(key)  # a plain tuple in Decision's order
+            if not d[0]:  # d.allowed
+                hdrs, body = core.rejection(index, d, d[4])  # d.retry_after
                 await send_problem(send, 429, headers=hdrs, **body)
             elif sender is None:
                 await self.app(scope, receive, send)
