@@ -285,9 +285,9 @@ def test_fast_paths_decide_exactly_as_the_generic_path(
     fast = limiter(f"{limit}/{int(per)}s", clock, algorithm)
     slow = limiter(f"{limit}/{int(per)}s", clock, algorithm, store=GenericStore())
     assert "hit" in vars(fast) and "hit" not in vars(slow)  # fast path vs generic
-    # plain_hit: the same decisions as plain tuples (what the ASGI middleware reads).
-    plain = limiter(f"{limit}/{int(per)}s", clock, algorithm).plain_hit()
-    assert slow.plain_hit() == slow.hit
+    # _plain_hit: the same decisions as plain tuples (what the ASGI middleware reads).
+    plain = limiter(f"{limit}/{int(per)}s", clock, algorithm)._plain_hit()
+    assert slow._plain_hit() == slow.hit
     for dt, cost in steps:
         clock.advance(dt)
         cost = min(cost, limit)

@@ -35,7 +35,7 @@ class Decision(NamedTuple):
     rate: Rate
 
 
-# Decision's fields as a plain tuple (what ``RateLimiter.plain_hit`` answers).
+# Decision's fields as a plain tuple (what ``RateLimiter._plain_hit`` answers).
 DecisionTuple = tuple[bool, int, int, float, float, Rate]
 
 

@@ -129,7 +129,7 @@ class RateLimiter:
             else:
                 self.hit = self.store.planned(*plan)  # type: ignore[method-assign]
 
-    def plain_hit(self) -> Callable[..., DecisionTuple]:
+    def _plain_hit(self) -> Callable[..., DecisionTuple]:
         """``hit(key, cost=1)`` answering a plain tuple in :class:`Decision`'s field
         order, for callers that read decisions by position (the ASGI middleware): a
         one-rate memory limiter then makes no ``Decision`` (about 400 instructions of
@@ -142,7 +142,7 @@ class RateLimiter:
     # theoretical arrival time, a float that is also the key's expiry; the fixed
     # window keeps ``(window_end, count)``. The lock is taken with bound
     # acquire/release (cheaper than ``with``) and released on every way out. ``kind``
-    # is what they answer: ``Decision``, or ``tuple`` for :meth:`plain_hit`.
+    # is what they answer: ``Decision``, or ``tuple`` for :meth:`_plain_hit`.
 
     def _fast_parts(self) -> tuple[Rate, tuple[Rate, ...], Table, Any, Callable[[], float],
                                    Iterator[int], Iterator[int]]:  # fmt: skip

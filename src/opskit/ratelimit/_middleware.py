@@ -105,8 +105,9 @@ Sender = Callable[[tuple[Send, DecisionTuple], Message], Awaitable[None]]
 class Route(NamedTuple):
     """What the adapters need of the rule a request matched, in one memoised tuple.
 
-    ``hit`` is the limiter's synchronous ``hit`` when the rule is plain (a rate
-    limiter on a synchronous store, counting every request, rejecting), else None;
+    ``hit`` is the limiter's synchronous ``hit``, answering plain tuples
+    (``RateLimiter._plain_hit``), when the rule is plain (a rate limiter on a
+    synchronous store, counting every request, rejecting), else None;
     ``headers`` makes a decision's ASGI rate headers, and ``sender`` adds them to
     the response (both None: no headers); ``peer_keyed``: the key is the socket
     peer's (``by_ip``, no trusted proxies).
@@ -175,7 +176,7 @@ class Core:
         hit = None
         if (isinstance(limiter, RateLimiter) and not limiter.store.is_async
                 and rule.count == "all" and rule.mode == "reject"):  # fmt: skip
-            hit = limiter.plain_hit()
+            hit = limiter._plain_hit()
         peer_keyed = rule.key is by_ip and not self.client_ip.trusted_proxies
         headers = self._raw_headers(index)
         return Route(index, hit, headers, peer_keyed, self._sender(index, headers))
