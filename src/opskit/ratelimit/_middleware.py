@@ -265,7 +265,7 @@ class Core:
             # The last header formatted, as (remaining, reset, header): every key that
             # is not bursting gets the same figures from a GCRA limiter (a full quota
             # but one), and formatting two numbers costs more than comparing them.
-            last = [(-1, -1, policy)]
+            last = [(-1, -1, (b"ratelimit", b""))]  # no decision has -1 left
 
             def one(bound: tuple[Send, DecisionTuple], message: Message) -> Awaitable[None]:
                 send, d = bound
