@@ -469,3 +469,20 @@ def test_four_processes_admit_exactly_n(
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert admitted.value == 50  # 192 attempts, a limit of 50: not 51, not 49
     client.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(["api", "rule0:/api/*", "odd{name}", "100%"]),
+    suffix=st.sampled_from(["#g", "#f1", "#s1", ""]),
+    key=st.one_of(
+        st.text(max_size=40),
+        st.text(min_size=30, max_size=200),
+        st.sampled_from(["ip:10.0.0.1", "a{b}c", "x%y", "é" * 40]),
+    ),
+)
+def test_the_hot_key_maker_makes_the_keys_of_key(name: str, suffix: str, key: str) -> None:
+    # planned/aplanned build keys with a shortcut: the very keys RedisStore.key makes
+    # (reset, peek and the hash tags of Cluster rely on them being the same).
+    store = RedisStore(redis.Redis(), prefix="p:")  # no command is sent
+    assert store._key_of(name, suffix)(key) == store.key(name, key, suffix)
