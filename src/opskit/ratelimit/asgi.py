@@ -20,15 +20,14 @@ __all__ = ["IPFilterMiddleware", "RateLimitMiddleware", "Rule"]
 _MISSING: Any = object()
 
 
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], seen: list[int] | None) -> Send:
-    """``send`` with ``extra`` headers added to the response start (and its status put
-    in ``seen``). A plain function returning ``send``'s awaitable: no coroutine of
-    its own per message."""
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], seen: list[int]) -> Send:
+    """``send`` with ``extra`` headers added to a copy of the response start, whose
+    status is put in ``seen`` (for rules that count by status). A plain function
+    returning ``send``'s awaitable: no coroutine of its own per message."""
 
     def wrapped(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            if seen is not None:
-                seen.append(int(message["status"]))
+            seen.append(int(message["status"]))
             if extra:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
         return send(message)
