@@ -11,6 +11,8 @@ instance's samples away again.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,9 +24,66 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metric", "Publication", "get_logger", "publish"]
+__all__ = [
+    "Metric",
+    "Publication",
+    "get_logger",
+    "publish",
+    "telemetry_errors",
+    "telemetry_failed",
+]
 
 MetricKind = Literal["counter", "gauge"]
+
+
+_TELEMETRY_ERRORS = "opskit_telemetry_errors_total"
+_telemetry_errors: dict[str, int] = {"log": 0, "metrics": 0}
+_warned = False
+
+
+def telemetry_failed(kind: str, exc: BaseException) -> None:
+    """Count a failed log or metrics call and warn once on stderr; never raises.
+
+    A reliability primitive must not fail a call because its logging or its
+    metrics failed (a closed stream, a raising processor, a broken sink). The
+    failure is counted in ``opskit_telemetry_errors_total{kind}`` and reported
+    once per process on stderr, with the error's type only: its message may
+    hold anything the sink saw.
+    """
+    global _warned
+    _telemetry_errors[kind] = _telemetry_errors.get(kind, 0) + 1
+    if _warned:
+        return
+    _warned = True
+    with contextlib.suppress(Exception):  # stderr itself may be what is broken
+        sys.stderr.write(
+            f"opskit: a {kind} call failed ({type(exc).__name__}) and was ignored; "
+            f"opskit counts such failures in {_TELEMETRY_ERRORS} and warns only once\n"
+        )
+
+
+def telemetry_errors() -> dict[str, int]:
+    """How many log and metrics calls have failed in this process, by kind."""
+    return dict(_telemetry_errors)
+
+
+class _SafeEmitter:
+    """One log method of a bound logger; a failure inside it is counted, not raised."""
+
+    __slots__ = ("method", "name", "values")
+
+    def __init__(self, name: str, values: dict[str, Any], method: str) -> None:
+        self.name = name
+        self.values = values
+        self.method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = structlog.get_logger(self.name).bind(logger=self.name, **self.values)
+            return getattr(bound, self.method)(*args, **kwargs)
+        except Exception as exc:
+            telemetry_failed("log", exc)
+            return None
 
 
 class _Logger:
@@ -34,18 +93,25 @@ class _Logger:
     structlog later. So the bound logger is assembled when an event is logged
     (log calls are never on a hot path), not when the module is imported, and
     ``structlog.configure()`` / ``configure_logging()`` always take effect.
+
+    Every log call is error-proof: whatever the configured processors, logger
+    factory or stream raise is counted by :func:`telemetry_failed` and the
+    call returns ``None``, so logging never changes the outcome of a call.
     """
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "values")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, values: dict[str, Any] | None = None) -> None:
         self.name = name
+        self.values = values or {}
 
-    def bind(self, **values: Any) -> Any:
-        return structlog.get_logger(self.name).bind(logger=self.name, **values)
+    def bind(self, **values: Any) -> _Logger:
+        return _Logger(self.name, {**self.values, **values})
 
     def __getattr__(self, method: str) -> Any:
-        return getattr(self.bind(), method)
+        if method.startswith("__"):
+            raise AttributeError(method)
+        return _SafeEmitter(self.name, self.values, method)
 
     def __repr__(self) -> str:
         return f"<opskit logger {self.name}>"
@@ -98,7 +164,12 @@ class _OpskitCollector(Collector):
             sources = list(self._sources.values())
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for source in sources:
-            for m in source():
+            try:
+                samples = list(source())
+            except Exception as exc:  # one broken source must not break the scrape
+                telemetry_failed("metrics", exc)
+                continue
+            for m in samples:
                 fam = families.get(m.name)
                 labels = dict(m.labels)
                 if fam is None:
@@ -110,6 +181,14 @@ class _OpskitCollector(Collector):
                     families[m.name] = fam
                 fam.add_metric(list(labels.values()), m.value)
         yield from families.values()
+        errors = CounterMetricFamily(
+            _TELEMETRY_ERRORS[: -len("_total")],
+            "Log and metrics calls inside opskit that failed and were ignored.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(_telemetry_errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
 
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, _OpskitCollector] = (
