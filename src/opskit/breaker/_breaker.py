@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from opskit._core.clock import Clock, resolve_clock
 from opskit._core.telemetry import Metric, get_logger, publish
 from opskit.breaker._errors import CircuitOpenError
+from opskit.breaker._permit import _Permit
 from opskit.breaker._state import State
 from opskit.breaker._window import CountWindow, TimeWindow
 
@@ -52,18 +53,6 @@ class Snapshot:
     half_open_in_flight: int
     open_until: float | None  # on the breaker's monotonic clock
     retry_after: float | None  # seconds until a probe may be admitted
-
-
-class _Permit:
-    """A half-open probe's right to call; released exactly once."""
-
-    __slots__ = ("gen", "id", "issued", "remote")
-
-    def __init__(self, pid: int, gen: int, issued: float, remote: str | None = None) -> None:
-        self.id = pid
-        self.gen = gen
-        self.issued = issued
-        self.remote = remote
 
 
 _DISABLED_TOKEN = -1
@@ -357,14 +346,22 @@ class CircuitBreaker:
     def _trip(self, gen: int, now: float) -> None:
         store = self._store
         if store is not None and not store.degraded:
-            store.opened_locally()  # the fleet decides, at the next sync (now)
+            # The fleet decides, at the flush this starts (now, or right after the call
+            # with an asyncio client). A flush that finds Redis down opens the breaker
+            # here first (``_open_locally``), then applies the store's policy.
+            store.opened_locally(gen)
             return
+        self._open_locally(gen)
+
+    def _open_locally(self, gen: int) -> bool:
+        """Open on the local state's own decision, if it still stands; True if it opened."""
         now = self._now()  # the caller's ``now`` may be 0.0 (count window, untimed)
         with self._lock:
             if gen != self._gen or self._state is not CLOSED:
-                return
+                return False
             change = self._set_state_locked(OPEN, now)
         self._emit(change)
+        return True
 
     # -- recording ---------------------------------------------------------------------
 
@@ -575,6 +572,23 @@ class CircuitBreaker:
             if not self._store.store.is_async:  # async stores release in _afinish
                 self._store.release(self, permit, outcome, slow)
             return
+        self._settle(permit, outcome, slow)
+
+    def _hold_remote(self, remote: str, now: float) -> _Permit:
+        """A permit the fleet granted, also held in the local permit table (see _Permit)."""
+        with self._lock:
+            permit = _Permit(next(self._permit_ids), self._gen, now, remote)
+            self._permits[permit.id] = permit
+        return permit
+
+    def _forget(self, permit: _Permit) -> None:
+        """The fleet settled this remote permit: drop it from the local table."""
+        with self._lock:
+            self._permits.pop(permit.id, None)
+
+    def _settle(self, permit: _Permit, outcome: int, slow: bool) -> None:
+        """A probe's outcome decided by the local state: the permit is local, or Redis
+        failed while releasing the fleet's permit."""
         now = self._now()
         change = None
         with self._lock:

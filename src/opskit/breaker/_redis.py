@@ -27,6 +27,7 @@ from opskit._core.redis import (
     validate_on_error,
 )
 from opskit._core.telemetry import Metric
+from opskit.breaker._permit import _Permit
 from opskit.breaker._state import State
 from opskit.breaker._window import CountWindow
 
@@ -246,6 +247,10 @@ class _Binding:
         self.degraded = False
         self.blind = False  # degraded under "allow"/"deny": every call takes the slow path
         self.flush_due = False  # an async local trip waiting for its flush
+        self.trip: int | None = None  # the generation of a local trip the fleet has not seen
+        # The outcomes of the flush that found Redis down with a local trip in them, and
+        # the generation that trip opened: sent on rejoining while that opening stands.
+        self.carry: tuple[list[str], int] | None = None
         self.synced = False  # until the first sync, the local state means nothing
         self.next_sync = 0.0
         self.sync_lock = threading.Lock()
@@ -259,11 +264,13 @@ class _Binding:
     def remote_permits(self) -> bool:
         return not self.degraded
 
-    def opened_locally(self) -> None:
+    def opened_locally(self, gen: int) -> None:
         """A local trip: flush at once so the fleet decides with our outcomes.
 
         (With an asyncio client the async driver flushes right after the call.)
+        If that flush fails, the local state keeps its own decision (see _flush_failed).
         """
+        self.trip = gen
         self.next_sync = 0.0
         if self.store.is_async:
             self.flush_due = True
@@ -296,8 +303,7 @@ class _Binding:
             try:
                 reply = _SYNC.run(self.client, self.keys_sync, args)
             except RedisError as exc:
-                self._unsent(args)
-                self._failed(exc)
+                self._flush_failed(args, exc)
                 return
             self._adopt_sync(reply)
         finally:
@@ -322,8 +328,7 @@ class _Binding:
             try:
                 reply = await _SYNC.arun(self.client, self.keys_sync, args)
             except RedisError as exc:
-                self._unsent(args)
-                self._failed(exc)
+                self._flush_failed(args, exc)
                 return
             self._adopt_sync(reply)
         finally:
@@ -348,13 +353,13 @@ class _Binding:
         return self._adopt_acquire(reply, pid)
 
     def release(self, breaker: CircuitBreaker, permit: Any, outcome: int, slow: bool) -> None:
-        outcome = self._probe_outcome(outcome, slow)
+        code = self._probe_outcome(outcome, slow)
         try:
-            reply = _RELEASE.run(self.client, self.keys_all, self._release_args(permit, outcome))
+            reply = _RELEASE.run(self.client, self.keys_all, self._release_args(permit, code))
         except RedisError as exc:
-            self._failed(exc)
+            self._release_failed(permit, outcome, slow, exc)
             return
-        self._adopt_release(reply)
+        self._adopt_release(permit, reply)
 
     async def arelease(
         self, breaker: CircuitBreaker, permit: Any, outcome: int, slow: bool
@@ -362,15 +367,15 @@ class _Binding:
         if not self.store.is_async:
             self.release(breaker, permit, outcome, slow)
             return
-        outcome = self._probe_outcome(outcome, slow)
+        code = self._probe_outcome(outcome, slow)
         try:
             reply = await _RELEASE.arun(
-                self.client, self.keys_all, self._release_args(permit, outcome)
+                self.client, self.keys_all, self._release_args(permit, code)
             )
         except RedisError as exc:
-            self._failed(exc)
+            self._release_failed(permit, outcome, slow, exc)
             return
-        self._adopt_release(reply)
+        self._adopt_release(permit, reply)
 
     def set_state(self, state: State) -> None:
         try:
@@ -422,12 +427,43 @@ class _Binding:
         self.sent = (ok, fails, slow_n)
         if self.degraded:
             # Rejoining: the local breaker already acted on what it saw during the
-            # outage; the shared state is authoritative, so those outcomes are dropped.
+            # outage; the shared state is authoritative, so those outcomes are dropped,
+            # except those of a local trip whose opening still stands.
+            kept = self._kept_trip()
+            if kept is not None:
+                return [*kept, *self.config]
             d_ok = d_fail = d_slow = 0
         had_success = 1 if d_ok > 0 else 0
         tail = b._consec if had_success else d_fail
         return [str(d_ok + d_fail), str(d_fail), str(d_slow), str(had_success), str(tail),
                 *self.config]  # fmt: skip
+
+    def _flush_failed(self, args: list[str], exc: BaseException) -> None:
+        """A flush met a Redis error. A local trip waiting for it opens the local
+        breaker before the policy applies (under "raise" the error surfaces after)."""
+        self._unsent(args)
+        trip, self.trip = self.trip, None
+        if trip is not None and self.b._open_locally(trip) and not self.degraded:
+            self.carry = (args[:5], self.b._gen)
+        self._failed(exc)
+
+    def _kept_trip(self) -> list[str] | None:
+        """The outcomes behind a local trip made as Redis went down, while the opening
+        they made still stands (same generation, open, its time not up)."""
+        if self.carry is None:
+            return None
+        outcomes, gen = self.carry
+        b = self.b
+        if b._gen == gen and b._state is State.OPEN and b._now() < b._open_until:
+            return outcomes
+        self.carry = None
+        return None
+
+    def _release_failed(self, permit: Any, outcome: int, slow: bool, exc: BaseException) -> None:
+        """Redis failed releasing a fleet permit: the local state settles the probe
+        (reopens on a failure, counts a success), then the policy applies."""
+        self.b._settle(permit, outcome, slow)
+        self._failed(exc)
 
     def _unsent(self, args: list[str]) -> None:
         """A flush that failed: send these outcomes with the next one."""
@@ -448,6 +484,7 @@ class _Binding:
     def _recovered(self) -> None:
         if self.degraded:
             self.degraded = self.blind = False
+            self.carry = None
         self.tracker.ok()
 
     def _degraded_admit(self) -> Any:
@@ -461,6 +498,7 @@ class _Binding:
     def _adopt_sync(self, reply: Any) -> None:
         self._recovered()
         self.synced = True
+        self.trip = None  # the fleet has seen it and decided
         state, remaining, gen = _text(reply[0]), float(_text(reply[1])), reply[2]
         self.next_sync = self.b._now() + self.store.sync_interval
         self._adopt(State(state), remaining)
@@ -473,9 +511,7 @@ class _Binding:
         now = b._now()
         if verdict == "granted":
             self._adopt(State.HALF_OPEN, 0.0)
-            from opskit.breaker._breaker import _Permit
-
-            return _Permit(0, b._gen, now, remote=pid)
+            return b._hold_remote(pid, now)
         if verdict == "open":
             self._adopt(State.OPEN, number)
             raise b._reject(max(0.0, number))
@@ -489,7 +525,8 @@ class _Binding:
             return -1
         raise b._reject(None)  # forced_open
 
-    def _adopt_release(self, reply: Any) -> None:
+    def _adopt_release(self, permit: _Permit, reply: Any) -> None:
+        self.b._forget(permit)
         self._recovered()
         verdict = _text(reply[0])
         if verdict == "stale":
