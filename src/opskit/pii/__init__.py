@@ -1,0 +1,34 @@
+"""opskit.pii: AES-256-GCM field encryption with key ids, rotation and context binding.
+
+Speaks Tink's formats (cleartext JSON keysets, the AEAD wire format with the
+TINK prefix), so other languages read what it writes.
+"""
+
+from __future__ import annotations
+
+from opskit.pii._cipher import TOKEN_MARKER, PIICipher
+from opskit.pii._errors import (
+    DecryptionError,
+    KeyNotFound,
+    KeyringError,
+    KeyWrapError,
+    MalformedToken,
+    PIIError,
+)
+from opskit.pii._keyring import Keyring
+from opskit.pii._legacy import LegacyFernet, LegacyGCM, LegacyReader
+
+__all__ = [
+    "Keyring",
+    "PIICipher",
+    "TOKEN_MARKER",
+    "LegacyGCM",
+    "LegacyFernet",
+    "LegacyReader",
+    "PIIError",
+    "DecryptionError",
+    "MalformedToken",
+    "KeyNotFound",
+    "KeyringError",
+    "KeyWrapError",
+]

@@ -1,0 +1,49 @@
+"""Helpers for the opskit.pii tests: Tink handles from keyset JSON, leak scanning."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterable
+
+import tink
+from tink import aead, secret_key_access
+
+aead.register()
+
+
+def tink_handle(keyset_json: str) -> tink.KeysetHandle:
+    return tink.json_proto_keyset_format.parse(keyset_json, secret_key_access.TOKEN)
+
+
+def tink_json(handle: tink.KeysetHandle) -> str:
+    return str(tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN))
+
+
+def tink_aead(keyset_json: str) -> aead.Aead:
+    return tink_handle(keyset_json).primitive(aead.Aead)
+
+
+def secret_forms(secret: bytes) -> list[str]:
+    """Text forms a leaked secret could take: hex, base64 (both alphabets), raw."""
+    forms = [
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode().rstrip("="),
+        base64.urlsafe_b64encode(secret).decode().rstrip("="),
+    ]
+    with contextlib.suppress(UnicodeDecodeError):
+        forms.append(secret.decode())
+    return forms
+
+
+def assert_no_leak(texts: Iterable[str], secrets: Iterable[bytes]) -> None:
+    blob = "\n".join(texts)
+    for secret in secrets:
+        for form in secret_forms(secret):
+            assert form not in blob, "a secret appeared in the scanned text"
+
+
+def key_bytes(keyring_json: str) -> list[bytes]:
+    return [base64.b64decode(v) for v in json.loads(keyring_json)["keys"].values()]
