@@ -17,12 +17,14 @@ from opskit.retry import backoff
 from opskit.retry._budget import RetryBudget
 from opskit.retry._policy import NEVER_RETRIED, Retry, RetryExhausted
 from opskit.retry._retry_after import retry_after_from
+from opskit.retry._run import RetryRun
 from opskit.retry._testing import testing
 
 __all__ = [
     "Retry",
     "RetryBudget",
     "RetryExhausted",
+    "RetryRun",
     "backoff",
     "retry_after_from",
     "testing",

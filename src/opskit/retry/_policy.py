@@ -24,6 +24,7 @@ from opskit._core.clock import Clock, resolve_clock
 from opskit._core.telemetry import Metric, get_logger, publish
 from opskit.retry._budget import RetryBudget
 from opskit.retry._retry_after import retry_after_from
+from opskit.retry._run import RetryRun
 from opskit.retry._testing import MODE
 from opskit.retry.backoff import Backoff, exponential
 
@@ -293,6 +294,36 @@ class Retry:
             self._retries,
             {"name": self.name},
         )
+
+    # -- for drivers that run their own loop (opskit.http) ------------------------------
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an error this policy retries (its ``on``)."""
+        return self._retryable(exc)
+
+    @property
+    def max_attempts(self) -> int:
+        """``attempts``, capped by ``opskit.retry.testing(attempts=...)`` when set."""
+        return self.attempts if MODE.attempts is None else min(self.attempts, MODE.attempts)
+
+    def next_wait(
+        self, attempt: int, previous: float = 0.0, retry_after: float | None = None
+    ) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based).
+
+        ``previous`` is the last wait (for decorrelated jitter); ``retry_after``
+        the seconds a server asked for: with ``respect_retry_after`` the wait is
+        ``max(backoff, min(retry_after, max_retry_after))``, as the policy's
+        own drivers compute it.
+        """
+        delay = self.backoff.delay(attempt, previous)
+        if self.respect_retry_after and retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        return delay
+
+    def begin(self) -> RetryRun:
+        """Start one call's retry state (deposits into the budget), for a driver's own loop."""
+        return RetryRun(self)
 
     # -- drivers -------------------------------------------------------------------------
 
