@@ -1,0 +1,475 @@
+"""The registry: checks, concurrent runs under timeouts, cache, single flight.
+
+Every call of a check is represented by a ``concurrent.futures.Future`` (its
+"flight"), so a run on any thread or event loop can wait for a call another
+run started: a check still running is never started twice. Async checks run
+as tasks on the loop of the run that started them, under their own timeout;
+sync checks run on a bounded pool of daemon threads, where a hung call keeps
+its thread until it returns (it cannot be killed) and every run meanwhile
+waits for that same call up to the check's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from opskit._core.clock import Clock, resolve_clock
+from opskit._core.telemetry import Metric, get_logger, publish
+from opskit.health._check import Check, as_check, call_sync, to_result
+from opskit.health._pool import CheckPool
+from opskit.health._redact import redact, safe_message
+from opskit.health._refresh import Refresher
+from opskit.health._report import HealthReport
+from opskit.health._status import CheckResult, Status
+
+__all__ = ["HealthRegistry"]
+
+_log = get_logger("health")
+ALL = "all"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _CheckTimeout(Exception):
+    """Our own timeout, told apart from a TimeoutError the check raised itself."""
+
+
+class _Raised(Exception):
+    """Wraps a TimeoutError raised by an async check, so it reads as the check's error."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__()
+        self.original = original
+
+
+@dataclass(eq=False)
+class _Entry:
+    name: str
+    check: Check
+    critical: bool
+    groups: frozenset[str]
+    timeout: float
+    component_type: str | None
+    component_id: str | None
+    measurement: str | None
+    flight: concurrent.futures.Future[Any] | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _positive(name: str, value: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _label(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or ":" in value or not value.isprintable():
+        raise ValueError(f"{kind} {value!r} must be a non-empty printable string without ':'")
+    return value
+
+
+async def _wait_flight(future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+    """Wait on this loop for a future any thread or loop completes, up to ``timeout``."""
+    if not future.done():
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def wake(_: object) -> None:
+            # RuntimeError: that run's loop is closed; nobody waits any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, waiter)
+
+        future.add_done_callback(wake)
+        await asyncio.wait_for(waiter, timeout)
+    return future.result()
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class HealthRegistry:
+    """Named checks, run concurrently with timeouts, aggregated into reports.
+
+    ``cache_ttl`` seconds (on ``clock``) a group's report is served again;
+    ``default_timeout`` for checks added without ``timeout=``; ``max_workers``
+    threads at most run synchronous checks. Metrics go to ``registry``.
+    """
+
+    def __init__(
+        self,
+        service: str | None = None,
+        version: str | None = None,
+        release_id: str | None = None,
+        *,
+        cache_ttl: float = 2.0,
+        default_timeout: float = 1.0,
+        max_workers: int = 8,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if (
+            isinstance(cache_ttl, bool)
+            or not isinstance(cache_ttl, (int, float))
+            or not math.isfinite(cache_ttl)
+            or cache_ttl < 0
+        ):
+            raise ValueError(f"cache_ttl must be seconds >= 0, not {cache_ttl!r}")
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a whole number >= 1, not {max_workers!r}")
+        self.service = service
+        self.version = version
+        self.release_id = release_id
+        self.cache_ttl = float(cache_ttl)
+        self.default_timeout = _positive("default_timeout", default_timeout)
+        self.max_workers = max_workers
+        self._clock = resolve_clock(clock)
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, HealthReport]] = {}
+        self._flights: dict[str, concurrent.futures.Future[HealthReport]] = {}
+        self._leaders: set[asyncio.Task[None]] = set()
+        self._pool = CheckPool(max_workers)
+        self._draining = False
+        self._last: dict[str, Status] = {}
+        self._check_status: dict[str, float] = {}
+        self._check_duration: dict[str, float] = {}
+        self._group_status: dict[str, float] = {}
+        self._refresher = Refresher(self)
+        self._publication = publish(self._metrics, registry)
+
+    # -- configuration ---------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        check: Any,
+        *,
+        critical: bool = True,
+        groups: Iterable[str] = (),
+        timeout: float | None = None,
+        component_type: str | None = None,
+        component_id: str | None = None,
+        measurement: str | None = None,
+    ) -> None:
+        """Register ``check`` (a ``checks.*`` object or any sync or async callable)."""
+        _label("check name", name)
+        if isinstance(groups, str):
+            groups = {groups}
+        group_set = frozenset(_label("group", g) for g in groups)
+        if ALL in group_set:
+            raise ValueError(f"group {ALL!r} is reserved for the run of every check")
+        the_check = as_check(check)
+        measure = measurement or the_check.measurement
+        if measure is not None:
+            _label("measurement", measure)
+        entry = _Entry(
+            name=name,
+            check=the_check,
+            critical=bool(critical),
+            groups=group_set,
+            timeout=self.default_timeout if timeout is None else _positive("timeout", timeout),
+            component_type=component_type or the_check.component_type,
+            component_id=component_id,
+            measurement=measure,
+        )
+        with self._lock:
+            if name in self._entries:
+                raise ValueError(f"a check named {name!r} is already registered")
+            self._entries[name] = entry
+            self._cache.clear()
+
+    def check(self, name: str, **options: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`add`; the function is returned unchanged."""
+
+        def register(func: F) -> F:
+            self.add(name, func, **options)
+            return func
+
+        return register
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def groups_of(self, name: str) -> frozenset[str]:
+        return self._entries[name].groups
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """Every group some check declares."""
+        return frozenset(g for e in list(self._entries.values()) for g in e.groups)
+
+    def _key(self, group: str | None) -> str:
+        if group is None or group == ALL:
+            return ALL
+        declared = self.groups
+        if not declared:
+            return ALL  # no check declares a group: every group is every check
+        if group not in declared:
+            raise ValueError(
+                f"no check declares the group {group!r} (declared: {', '.join(sorted(declared))})"
+            )
+        return group
+
+    def _select(self, key: str) -> list[_Entry]:
+        entries = list(self._entries.values())
+        return entries if key == ALL else [e for e in entries if key in e.groups]
+
+    # -- draining ---------------------------------------------------------------
+
+    def set_draining(self) -> None:
+        """Shutdown began: from now on the readiness endpoint answers 503."""
+        if not self._draining:
+            self._draining = True
+            self._safe_log("info", "health.draining", service=self.service)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    # -- runs ----------------------------------------------------------------------
+
+    async def run(self, group: str | None = None) -> HealthReport:
+        """Run ``group``'s checks (every check for None), or serve the cached report."""
+        key = self._key(group)
+        if self._refresher.active:
+            return self._refresher.latest(key)
+        now = self._clock.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and now < hit[0]:
+                return hit[1]
+            flight = self._flights.get(key)
+            lead = flight is None
+            if flight is None:
+                flight = self._flights[key] = concurrent.futures.Future()
+                flight.set_running_or_notify_cancel()
+        if lead:
+            # The run is its own task: a requester that goes away does not cancel it.
+            task = asyncio.get_running_loop().create_task(self._lead(key, flight))
+            self._leaders.add(task)
+            task.add_done_callback(self._leaders.discard)
+        return await _wait_flight(flight, None)  # type: ignore[no-any-return]
+
+    def run_sync(self, group: str | None = None) -> HealthReport:
+        """:meth:`run` from synchronous code (not from a running event loop's thread)."""
+        key = self._key(group)
+        if self._refresher.active:
+            return self._refresher.latest(key)
+        now = self._clock.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and now < hit[0]:
+                return hit[1]
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:  # waiting here would block the loop the checks may need
+            raise RuntimeError("run_sync() was called on a running event loop; await run()")
+        with self._lock:
+            flight = self._flights.get(key)
+            lead = flight is None
+            if flight is None:
+                flight = self._flights[key] = concurrent.futures.Future()
+                flight.set_running_or_notify_cancel()
+        if lead:
+            asyncio.run(self._lead(key, flight))
+        return flight.result()
+
+    async def _lead(self, key: str, flight: concurrent.futures.Future[HealthReport]) -> None:
+        try:
+            report = await self.execute(key)
+        except BaseException as exc:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        with self._lock:
+            if self.cache_ttl > 0:
+                self._cache[key] = (self._clock.monotonic() + self.cache_ttl, report)
+            self._flights.pop(key, None)
+        flight.set_result(report)
+
+    async def execute(self, key: str) -> HealthReport:
+        """Run the checks of ``key`` (a group, or ``"all"``) now, bypassing the cache."""
+        entries = self._select(key)
+        results = await asyncio.gather(*(self._run_entry(e) for e in entries))
+        report = HealthReport(
+            {e.name: r for e, r in zip(entries, results, strict=True)},
+            group=None if key == ALL else key,
+            time=self._clock.time(),
+            service=self.service,
+            version=self.version,
+            release_id=self.release_id,
+        )
+        self.record(key, report)
+        return report
+
+    def _start(self, entry: _Entry) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            flight = entry.flight
+            if flight is not None and not flight.done():
+                return flight  # still running from an earlier run: wait for that call
+            if entry.check.is_async:
+                flight = concurrent.futures.Future()
+                flight.set_running_or_notify_cancel()
+                loop = asyncio.get_running_loop()
+                entry.task = loop.create_task(_call_async(entry.check.func, entry.timeout, flight))
+            else:
+                flight = self._pool.submit(functools.partial(call_sync, entry.check.func))
+            entry.flight = flight
+            return flight
+
+    async def _run_entry(self, entry: _Entry) -> CheckResult:
+        clock = self._clock
+        start = clock.monotonic()
+        flight = self._start(entry)
+        try:
+            result = to_result(await _wait_flight(flight, entry.timeout))
+        except (asyncio.TimeoutError, _CheckTimeout):
+            flight.cancel()  # only succeeds while it waits for a thread: it never starts
+            result = CheckResult(Status.FAIL, output=f"timed out after {entry.timeout:g} s")
+        except Exception as exc:
+            if isinstance(exc, _Raised):
+                exc = exc.original  # type: ignore[assignment]
+            result = CheckResult(Status.FAIL, output=type(exc).__name__, message=safe_message(exc))
+        duration = clock.monotonic() - start
+        status = result.status
+        if status is Status.FAIL and not entry.critical:
+            status = Status.WARN
+        changes: dict[str, Any] = {"status": status, "duration": duration}
+        if result.time is None:
+            changes["time"] = clock.time()
+        if result.observed_value is None:
+            changes["observed_value"] = round(duration * 1000.0, 3)
+            changes["observed_unit"] = "ms"
+        if result.measurement is None and entry.measurement is not None:
+            changes["measurement"] = entry.measurement
+        if entry.component_type is not None and result.component_type is None:
+            changes["component_type"] = entry.component_type
+        if entry.component_id is not None and result.component_id is None:
+            changes["component_id"] = entry.component_id
+        if result.output is not None:
+            changes["output"] = redact(result.output)
+        if result.message is not None:
+            changes["message"] = redact(result.message)
+        return result.with_(**changes)
+
+    # -- telemetry ------------------------------------------------------------------
+
+    def record(self, key: str, report: HealthReport) -> None:
+        """Update metrics from ``report``; log each check that stops (or starts) passing."""
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        with self._lock:
+            for name, result in report.checks.items():
+                self._check_status[name] = result.status.gauge
+                self._check_duration[name] = result.duration or 0.0
+                before = self._last.get(name)
+                if result.status is not Status.PASS and before in (None, Status.PASS):
+                    events.append(("warning", "health.check_failed",
+                                   {"check": name, "status": result.status.value,
+                                    "output": result.output}))  # fmt: skip
+                elif result.status is Status.PASS and before not in (None, Status.PASS):
+                    events.append(("info", "health.check_recovered", {"check": name}))
+                self._last[name] = result.status
+            self._group_status[key] = report.status.gauge
+        for level, event, fields in events:
+            self._safe_log(level, event, service=self.service, **fields)
+
+    def _safe_log(self, level: str, event: str, **fields: Any) -> None:
+        with contextlib.suppress(Exception):  # telemetry never changes an outcome
+            getattr(_log, level)(event, **fields)
+
+    def _metrics(self) -> Iterator[Metric]:
+        for name, value in list(self._check_status.items()):
+            yield Metric("opskit_health_check_status", "gauge",
+                         "Last result of a health check (1 pass, 0.5 warn, 0 fail)",
+                         value, {"check": name})  # fmt: skip
+        for name, value in list(self._check_duration.items()):
+            yield Metric("opskit_health_check_duration_seconds", "gauge",
+                         "Duration of a health check's last run", value,
+                         {"check": name})  # fmt: skip
+        for group, value in list(self._group_status.items()):
+            yield Metric("opskit_health_status", "gauge",
+                         "Last aggregated status of a group (1 pass, 0.5 warn, 0 fail)",
+                         value, {"group": group})  # fmt: skip
+
+    # -- background refresh -------------------------------------------------------------
+
+    def start_refresh(self, interval: float = 5.0) -> None:
+        """Run every check now and each ``interval`` seconds; requests read the latest.
+
+        On a running event loop it is a task of that loop, else a daemon thread.
+        """
+        self._refresher.start(_positive("interval", interval))
+
+    async def stop_refresh(self) -> None:
+        """Stop the background refresh; runs go back to the cache."""
+        await self._refresher.stop()
+
+    def stop_refresh_sync(self) -> None:
+        """:meth:`stop_refresh` for a refresh running on a thread."""
+        self._refresher.stop_sync()
+
+    @property
+    def refreshing(self) -> bool:
+        return self._refresher.active
+
+    def close(self) -> None:
+        """Stop publishing metrics and let the idle check threads exit."""
+        self._refresher.stop_sync()
+        self._publication.remove()
+        self._pool.close()
+
+    @property
+    def thread_count(self) -> int:
+        """Threads the synchronous checks' pool holds (at most ``max_workers``)."""
+        return self._pool.thread_count
+
+    def __repr__(self) -> str:
+        return f"<HealthRegistry {self.service!r} checks={len(self._entries)}>"
+
+
+async def _call_async(
+    func: Callable[[], Any], timeout: float, flight: concurrent.futures.Future[Any]
+) -> None:
+    try:
+        value = await asyncio.wait_for(_invoke(func), timeout)
+    except asyncio.TimeoutError:
+        flight.set_exception(_CheckTimeout())
+    except asyncio.CancelledError:
+        flight.set_exception(_CheckTimeout())
+        raise
+    except BaseException as exc:
+        flight.set_exception(exc)
+    else:
+        flight.set_result(value)
+
+
+async def _invoke(func: Callable[[], Any]) -> Any:
+    try:
+        value = func()
+        if hasattr(value, "__await__"):
+            value = await value
+        return value
+    except asyncio.TimeoutError as exc:
+        raise _Raised(exc) from exc
