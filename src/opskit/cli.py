@@ -1,4 +1,4 @@
-"""The ``opskit`` command: ``opskit --version`` and ``opskit demo``."""
+"""The ``opskit`` command: ``opskit --version``, ``opskit demo`` and ``opskit health URL``."""
 
 from __future__ import annotations
 
@@ -106,7 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--check", action="store_true", help="start it, make real requests, exit 0 or 1"
     )
+    health = sub.add_parser(
+        "health", help="probe a health endpoint once: exit 0 on pass or warn, 1 otherwise"
+    )
+    health.add_argument("url")
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     args = parser.parse_args(argv)
+    if args.command == "health":
+        from opskit.health._cli import probe
+
+        code, line = probe(args.url, args.timeout)
+        print(line)
+        return code
     if args.command == "demo":
         return _check(args.host) if args.check else _serve(args.host, args.port)
     parser.print_help()
