@@ -231,6 +231,11 @@ class HealthRegistry:
         entries = list(self._entries.values())
         return entries if key == ALL else [e for e in entries if key in e.groups]
 
+    def invalidate(self) -> None:
+        """Forget cached reports: the next run of each group runs its checks."""
+        with self._lock:
+            self._cache.clear()
+
     # -- draining ---------------------------------------------------------------
 
     def set_draining(self) -> None:
