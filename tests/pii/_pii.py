@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import socket
 from collections.abc import Iterable
+from typing import Any
 
 import tink
 from tink import aead, secret_key_access
@@ -47,3 +49,23 @@ def assert_no_leak(texts: Iterable[str], secrets: Iterable[bytes]) -> None:
 
 def key_bytes(keyring_json: str) -> list[bytes]:
     return [base64.b64decode(v) for v in json.loads(keyring_json)["keys"].values()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kms_client(endpoint: str, **config: Any) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+    )

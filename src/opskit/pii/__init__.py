@@ -1,12 +1,13 @@
 """opskit.pii: AES-256-GCM field encryption with key ids, rotation and context binding.
 
 Speaks Tink's formats (cleartext JSON keysets, the AEAD wire format with the
-TINK prefix), so other languages read what it writes.
+TINK prefix, the KMS envelope format), so other languages read what it writes.
 """
 
 from __future__ import annotations
 
 from opskit.pii._cipher import TOKEN_MARKER, PIICipher
+from opskit.pii._envelope import ENVELOPE_MARKER, EnvelopeCipher
 from opskit.pii._errors import (
     DecryptionError,
     KeyNotFound,
@@ -15,13 +16,20 @@ from opskit.pii._errors import (
     MalformedToken,
     PIIError,
 )
+from opskit.pii._kek import KeyWrapper, LocalKEK
 from opskit.pii._keyring import Keyring
 from opskit.pii._legacy import LegacyFernet, LegacyGCM, LegacyReader
+from opskit.pii.aws import AwsKmsKEK
 
 __all__ = [
     "Keyring",
     "PIICipher",
     "TOKEN_MARKER",
+    "EnvelopeCipher",
+    "ENVELOPE_MARKER",
+    "KeyWrapper",
+    "LocalKEK",
+    "AwsKmsKEK",
     "LegacyGCM",
     "LegacyFernet",
     "LegacyReader",

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from opskit.pii._context import Context, aad
 from opskit.pii._errors import DecryptionError, KeyNotFound, MalformedToken
+from opskit.pii._fields import decrypt_fields, encrypt_fields
 from opskit.pii._keyring import Keyring
 from opskit.pii._legacy import LegacyReader
 from opskit.pii._metrics import encryptions, note_encryption, ops_for
@@ -248,43 +249,17 @@ class PIICipher:
     ) -> dict[str, Any]:
         """A copy of ``record`` with ``fields`` encrypted.
 
-        Each field is bound to ``{**context, "field": name}``. Missing fields
-        are skipped, ``None`` stays ``None``; ``str`` values become
-        tokens, ``bytes`` values wire bytes.
+        Each field is bound to ``{**context, "field": name}``, so fields swapped
+        within a record fail. Missing fields are skipped, ``None`` stays
+        ``None``; ``str`` values become tokens, ``bytes`` values wire bytes.
         """
-        base = _field_base(context)
-        out = dict(record)
-        for name in fields:
-            value = out.get(name)
-            if value is None:
-                continue
-            ctx = {**base, "field": name}
-            if isinstance(value, str):
-                out[name] = self.encrypt(value, ctx)
-            elif isinstance(value, (bytes, bytearray, memoryview)):
-                out[name] = self.encrypt_bytes(bytes(value), ctx)
-            else:
-                raise TypeError(f"field {name!r} is neither str nor bytes")
-        return out
+        return encrypt_fields(self.encrypt, self.encrypt_bytes, record, fields, context)
 
     def decrypt_fields(
         self, record: Mapping[str, Any], fields: Sequence[str], context: Context = None
     ) -> dict[str, Any]:
         """The inverse of :meth:`encrypt_fields` (same ``fields`` and ``context``)."""
-        base = _field_base(context)
-        out = dict(record)
-        for name in fields:
-            value = out.get(name)
-            if value is None:
-                continue
-            ctx = {**base, "field": name}
-            if isinstance(value, str):
-                out[name] = self.decrypt(value, ctx)
-            elif isinstance(value, (bytes, bytearray, memoryview)):
-                out[name] = self.decrypt_bytes(bytes(value), ctx)
-            else:
-                raise TypeError(f"field {name!r} is neither str nor bytes")
-        return out
+        return decrypt_fields(self.decrypt, self.decrypt_bytes, record, fields, context)
 
     def encryption_count(self, key_id: int | None = None) -> int:
         """Encryptions under ``key_id`` (default: the primary) in this process."""
@@ -295,12 +270,3 @@ class PIICipher:
 
     def __repr__(self) -> str:
         return f"PIICipher({self.keyring!r}, legacy={len(self._legacy)})"
-
-
-def _field_base(context: Context) -> dict[str, str]:
-    if context is None:
-        return {}
-    if isinstance(context, Mapping):
-        aad(context)  # the same TypeError for a bad mapping
-        return dict(context)
-    raise TypeError("encrypt_fields needs a mapping context (or None)")

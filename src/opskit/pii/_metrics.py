@@ -4,7 +4,8 @@ Counts are plain integers (no lock, no Prometheus call on the hot path), read
 by one scrape-time source per registry: every cipher on a registry adds to the
 same counts, so two ciphers never publish the same series twice. Labels are
 bounded: ``op`` is encrypt, decrypt or rotate; ``key_id`` the decimal key id
-(keys are few) or ``legacy``.
+(keys are few) or ``legacy``. Envelope ciphers add
+``opskit_pii_key_wrapper_calls_total{op,outcome}`` (wrap/unwrap; ok, rejected, error).
 """
 
 from __future__ import annotations
@@ -22,21 +23,26 @@ __all__ = ["Ops", "encryptions", "note_encryption", "ops_for"]
 log = get_logger("pii")
 
 _HELP = "opskit.pii operations, by operation and key id."
+_KMS_HELP = "Envelope key wrapper (KMS) calls, by operation (wrap, unwrap) and outcome."
 
 
 class Ops:
     """The operation counts of one registry: ``counts[(op, key_label)]``."""
 
-    __slots__ = ("__weakref__", "counts", "publication")
+    __slots__ = ("__weakref__", "counts", "kms", "publication")
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.counts: dict[tuple[str, str], int] = {}
+        self.kms: dict[tuple[str, str], int] = {}
         self.publication = publish(self._metrics, registry)
 
     def _metrics(self) -> Iterable[Metric]:
         for (op, key_id), n in list(self.counts.items()):
             yield Metric("opskit_pii_operations_total", "counter", _HELP, n,
                          {"op": op, "key_id": key_id})  # fmt: skip
+        for (op, outcome), n in list(self.kms.items()):
+            yield Metric("opskit_pii_key_wrapper_calls_total", "counter", _KMS_HELP, n,
+                         {"op": op, "outcome": outcome})  # fmt: skip
 
 
 _ops: weakref.WeakKeyDictionary[CollectorRegistry, Ops] = weakref.WeakKeyDictionary()
