@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -71,10 +72,9 @@ def test_any_change_to_the_body_fails(name: str, body: bytes, data: st.DataObjec
         # "a=b" and "ab="), whatever their spelling.
         from urllib.parse import parse_qsl
 
-        def signed(b: bytes) -> tuple[str, bool]:
+        def signed(b: bytes) -> str:
             pairs = parse_qsl(b.decode("utf-8", "replace"), keep_blank_values=True)
-            # (what is signed, whether a body that is not blank carries no parameter)
-            return "".join(k + v for k, v in sorted(set(pairs))), bool(b.strip()) and not pairs
+            return "".join(k + v for k, v in sorted(set(pairs)))
 
         if signed(other) == signed(body):
             return
@@ -286,3 +286,183 @@ def test_form_parser_matches_parse_qsl(body: bytes) -> None:
 
     expected = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     assert _parse_form(body) == expected
+
+
+def test_a_form_of_only_ampersands_verifies_as_the_empty_form_it_carries() -> None:
+    # Found by test_any_change_to_the_body_fails: sign() of b"&" made a signature that
+    # verify() refused. It carries no parameter, so Twilio and twilio-python sign the
+    # URL alone for it, as for an empty body.
+    from twilio.request_validator import RequestValidator
+
+    tw = SCHEMES["twilio"]
+    for body in (b"&", b"&&", b""):
+        headers = sign("twilio", body)
+        assert verify("twilio", body, headers).body == body
+        assert RequestValidator("t").validate(URL, {}, headers["X-Twilio-Signature"])
+        assert tw.verify(b"&", headers, url=URL).body == b"&"
+
+
+# ------------------------------------------------------------------ mutated requests
+# Issue 14, part 5: bit flips, deletions, insertions, truncations and case changes of
+# every scheme's body and headers. Whatever still verifies must carry the very content
+# that was signed, and its headers may differ from the signed ones only in what HTTP
+# and the scheme allow: SP/HTAB around a value, hex letter case (GitHub, Slack),
+# entries the scheme ignores (Stripe, Standard Webhooks).
+
+OWS = " \t"
+TWILIO_FORM = b"CallSid=CA1&From=%2B14158675309&To=%2B18005551212&Body=hi"
+EXPECT = frozenset({"From", "To", "Body"})
+MUTANTS: dict[str, Any] = {
+    **SCHEMES,
+    "twilio_strict": Twilio(auth_tokens=["t"], expect_params=EXPECT, metrics=False),
+}
+# The headers each scheme reads (and signs or is signed with), mutated below.
+READ = {
+    "sw": ["webhook-id", "webhook-timestamp", "webhook-signature"],
+    "stripe": ["Stripe-Signature"],
+    "slack": ["X-Slack-Signature", "X-Slack-Request-Timestamp"],
+    "github": ["X-Hub-Signature-256"],
+    "shopify": ["X-Shopify-Hmac-Sha256"],
+    "hmac": ["X-Sig"],
+    "twilio": ["X-Twilio-Signature"],
+    "twilio_strict": ["X-Twilio-Signature"],
+}
+SIG_HEADER = {name: hs[-1] if name != "slack" else hs[0] for name, hs in READ.items()}
+ODD = " \t\x0c\x0b\x1c\x1f\x85\xa0\u2028\u3000\x00\r\n=,&%+;v01aAfF\u0666\uff11\u212a"
+
+
+def twilio_signed(body: bytes) -> str:
+    """What Twilio signs of a form body (names and values run together, sorted)."""
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return "".join(k + v for k, v in sorted(set(pairs)))
+
+
+def signed_content(name: str, body: bytes, headers: dict[str, str]) -> Any:
+    """What the provider signs, read from the raw request (no lenience but OWS)."""
+    if name == "sw":
+        return headers.get("webhook-id"), headers.get("webhook-timestamp"), body
+    if name == "stripe":
+        items = [i.strip(OWS).partition("=") for i in headers["Stripe-Signature"].split(",")]
+        return [v for k, _, v in items if k == "t"], body
+    if name == "slack":
+        return headers.get("X-Slack-Request-Timestamp"), body
+    if name.startswith("twilio"):
+        return URL, twilio_signed(body)
+    return body
+
+
+def _ascii_lower(value: str) -> str:
+    return "".join(c.lower() if "A" <= c <= "Z" else c for c in value)
+
+
+def signature_form(name: str, value: str) -> Any:
+    """A signature header up to what the scheme may ignore in it."""
+    value = value.strip(OWS)
+    if name == "sw":
+        return sorted(e for e in value.split(" ") if e.startswith("v1,"))
+    if name == "stripe":
+        items = [i.strip(OWS).partition("=") for i in value.split(",")]
+        return sorted(v for k, _, v in items if k == "v1")
+    if name in ("github", "slack"):
+        return _ascii_lower(value)
+    return value
+
+
+def mutate_text(data: st.DataObject, value: str) -> str:
+    op = data.draw(st.sampled_from(["flip", "delete", "insert", "truncate", "case", "replace"]))
+    if op == "insert":
+        i = data.draw(st.integers(0, len(value)))
+        c = data.draw(st.one_of(st.sampled_from(ODD), st.characters()))
+        return value[:i] + c + value[i:]
+    if not value:
+        return value
+    i = data.draw(st.integers(0, len(value) - 1))
+    if op == "flip":
+        code = ord(value[i]) ^ (1 << data.draw(st.integers(0, 20)))
+        return value[:i] + chr(code % 0x110000) + value[i + 1 :]
+    if op == "delete":
+        return value[:i] + value[i + 1 :]
+    if op == "truncate":
+        return value[:i]
+    if op == "case":
+        return value[:i] + value[i].swapcase() + value[i + 1 :]
+    return value[:i] + data.draw(st.sampled_from(ODD)) + value[i + 1 :]
+
+
+def mutate_bytes(data: st.DataObject, value: bytes) -> bytes:
+    op = data.draw(st.sampled_from(["flip", "delete", "insert", "truncate", "replace"]))
+    if op == "insert":
+        i = data.draw(st.integers(0, len(value)))
+        return (
+            value[:i]
+            + data.draw(st.sampled_from([*b"=&%+ \t\x00\xff2B", 0x7F])).to_bytes(1, "big")
+            + value[i:]
+        )
+    if not value:
+        return value
+    i = data.draw(st.integers(0, len(value) - 1))
+    if op == "flip":
+        return value[:i] + bytes([value[i] ^ (1 << data.draw(st.integers(0, 7)))]) + value[i + 1 :]
+    if op == "delete":
+        return value[:i] + value[i + 1 :]
+    if op == "truncate":
+        return value[:i]
+    return value[:i] + data.draw(st.sampled_from([b"=", b"&", b"%", b"+"])) + value[i + 1 :]
+
+
+def sign_mutant(name: str, body: bytes) -> dict[str, str]:
+    if name == "twilio_strict":
+        return dict(MUTANTS[name].sign(URL, body))
+    return sign(name, body)
+
+
+forms = st.lists(
+    st.tuples(
+        st.sampled_from(["CallSid", "From", "To", "Body", "NumMedia", "X_1"]), st.text(max_size=12)
+    ),
+    max_size=6,
+).map(lambda pairs: urlencode([("From", "+1"), ("To", "+2"), ("Body", "b"), *pairs]).encode())
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(MUTANTS)), data=st.data())
+def test_what_still_verifies_after_mutation_is_what_was_signed(
+    name: str, data: st.DataObject
+) -> None:
+    scheme = MUTANTS[name]
+    bodies = [st.just(TWILIO_FORM), forms]
+    if name != "twilio_strict":
+        bodies.append(st.binary(max_size=80))
+    body = data.draw(st.one_of(bodies))
+    headers = sign_mutant(name, body)
+    mbody, mheaders = body, dict(headers)
+    for _ in range(data.draw(st.integers(1, 3))):
+        target = data.draw(st.sampled_from(["body", "delete", *READ[name]]))
+        if target == "body":
+            mbody = mutate_bytes(data, mbody)
+        elif target == "delete":
+            mheaders.pop(data.draw(st.sampled_from(READ[name])), None)
+        elif target in mheaders:
+            mheaders[target] = mutate_text(data, mheaders[target])
+    outcome: Any
+    try:
+        if name.startswith("twilio"):
+            outcome = scheme.verify(mbody, mheaders, url=URL)
+        else:
+            outcome = scheme.verify(mbody, mheaders)
+    except WebhookError as exc:  # typed, named, and nothing else
+        outcome = exc
+    if isinstance(outcome, WebhookError):
+        assert outcome.reason and outcome.scheme == scheme.name
+        return
+    assert outcome.body == mbody
+    assert signed_content(name, mbody, mheaders) == signed_content(name, body, headers)
+    sig = SIG_HEADER[name]
+    assert signature_form(name, mheaders[sig]) == signature_form(name, headers[sig])
+    for header in READ[name]:
+        if header != sig:  # the other headers are signed content, exactly
+            assert mheaders.get(header) == headers.get(header), header
+    if name == "twilio_strict":
+        assert set(outcome.form()) >= EXPECT

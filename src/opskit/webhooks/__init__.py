@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from opskit.webhooks._errors import (
     MalformedBody,
+    MalformedForm,
     MalformedHeader,
     MissingHeader,
     PayloadTooLarge,
@@ -57,6 +58,7 @@ __all__ = [
     "MissingHeader",
     "MalformedHeader",
     "MalformedBody",
+    "MalformedForm",
     "SignatureMismatch",
     "TimestampOutOfTolerance",
     "ReplayDetected",

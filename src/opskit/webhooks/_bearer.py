@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from opskit.webhooks._base import _register
 from opskit.webhooks._common import (
+    _OWS,
     _any_match,
     _ascii,
     _env_list,
@@ -75,10 +76,11 @@ class BearerSecret:
         value = _header(headers, self.header.lower(), self.header, self.name)
         if not value:
             raise MissingHeader(self.header, scheme=self.name, status=401)
-        kind, space, token = value.strip().partition(" ")
-        if not space or kind.lower() != "bearer" or not token.strip():
+        kind, space, token = value.strip(_OWS).partition(" ")
+        token = token.strip(_OWS)
+        if not space or kind.lower() != "bearer" or not token:
             raise MalformedHeader(self.header, "expected 'Bearer <secret>'", scheme=self.name)
-        got = hashlib.sha256(_ascii(token.strip())).digest()
+        got = hashlib.sha256(_ascii(token)).digest()
         if not _any_match(self._digests, [got]):
             raise SignatureMismatch(scheme=self.name, detail="wrong bearer secret")
 

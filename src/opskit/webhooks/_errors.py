@@ -6,6 +6,7 @@ from opskit import OpskitError
 
 __all__ = [
     "MalformedBody",
+    "MalformedForm",
     "MalformedHeader",
     "MissingHeader",
     "PayloadTooLarge",
@@ -65,6 +66,30 @@ class MalformedBody(WebhookError, ValueError):
     def __init__(self, problem: str, *, scheme: str | None = None) -> None:
         super().__init__(f"malformed body: {problem}", scheme=scheme)
         self.problem = problem
+
+
+class MalformedForm(MalformedBody):
+    """A signed form body is not the form the app said it expects (``Twilio(expect_params=)``).
+
+    ``missing`` holds the expected parameter names that are absent (sorted);
+    ``bad_names`` counts the parameter names outside ``[A-Za-z0-9_]``. The
+    message names only expected parameters, never what the request carried.
+    """
+
+    reason = "malformed_form"
+    status = 400
+
+    def __init__(
+        self, missing: tuple[str, ...] = (), bad_names: int = 0, *, scheme: str | None = None
+    ) -> None:
+        problems = []
+        if missing:
+            problems.append("missing parameter " + ", ".join(missing))
+        if bad_names:
+            problems.append(f"{bad_names} parameter name(s) outside [A-Za-z0-9_]")
+        super().__init__("; ".join(problems) or "unexpected form", scheme=scheme)
+        self.missing = missing
+        self.bad_names = bad_names
 
 
 class SignatureMismatch(WebhookError):

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from opskit.webhooks._base import Scheme, VerifiedWebhook, _KeyedScheme
 from opskit.webhooks._common import (
+    _OWS,
     _ascii,
     _b64encode,
     _body,
@@ -53,12 +54,12 @@ class _BodyMAC(_KeyedScheme):
 
     def _check(self, body: bytes, headers: Any, url: str | None, now: float) -> VerifiedWebhook:
         name, header, prefix = self.name, self._hdr(), self._prefix()
-        value = _required(headers, header.lower(), header, name).strip()
+        value = _required(headers, header.lower(), header, name).strip(_OWS)
         if prefix:
             if not value.startswith(prefix):
                 raise MalformedHeader(header, f"does not start with {prefix!r}", scheme=name)
             value = value[len(prefix) :]
-        provided = _ascii(value.lower() if self._enc() == "hex" else value)
+        provided = _ascii(value).lower() if self._enc() == "hex" else _ascii(value)
         ok = False
         for mac in self._macs:
             h = mac.copy()

@@ -6,7 +6,7 @@ import hmac
 from typing import Any
 
 from opskit.webhooks._base import VerifiedWebhook, _KeyedScheme
-from opskit.webhooks._common import _ascii, _body, _mac_digest, _required, _timestamp
+from opskit.webhooks._common import _OWS, _ascii, _body, _mac_digest, _required, _timestamp
 from opskit.webhooks._errors import MalformedHeader, SignatureMismatch
 
 __all__ = ["Slack"]
@@ -24,14 +24,12 @@ class Slack(_KeyedScheme):
 
     def _check(self, body: bytes, headers: Any, url: str | None, now: float) -> VerifiedWebhook:
         name = self.name
-        sig = _required(headers, "x-slack-signature", "X-Slack-Signature", name).strip()
-        ts_raw = _required(
-            headers, "x-slack-request-timestamp", "X-Slack-Request-Timestamp", name
-        ).strip()
+        sig = _required(headers, "x-slack-signature", "X-Slack-Signature", name).strip(_OWS)
+        ts_raw = _required(headers, "x-slack-request-timestamp", "X-Slack-Request-Timestamp", name)
         ts = _timestamp(ts_raw, "X-Slack-Request-Timestamp", name)
         if not sig.startswith("v0="):
             raise MalformedHeader("X-Slack-Signature", "does not start with 'v0='", scheme=name)
-        provided = _ascii(sig[3:].lower())
+        provided = _ascii(sig[3:]).lower()  # hex in either case: the same MAC
         head = b"v0:" + ts_raw.encode() + b":"
         ok = False
         for mac in self._macs:

@@ -11,6 +11,7 @@ from opskit.webhooks._base import VerifiedWebhook, _KeyedScheme
 from opskit.webhooks._common import (
     _MAX_ID_CHARS,
     _MAX_TIMESTAMP_DIGITS,
+    _OWS,
     MAX_HEADER_BYTES,
     MAX_SIGNATURES,
     _any_match,
@@ -125,12 +126,13 @@ class StandardWebhooks(_KeyedScheme):
         if not sig:
             raise MissingHeader("webhook-signature", scheme=name)
         msg_id = _required(headers, f"{prefix}-id", f"{prefix}-id", name)
-        ts_raw = _required(headers, f"{prefix}-timestamp", f"{prefix}-timestamp", name).strip()
+        ts_raw = _required(headers, f"{prefix}-timestamp", f"{prefix}-timestamp", name)
         _timestamp(ts_raw, f"{prefix}-timestamp", name)
         return sig, msg_id, ts_raw, prefix
 
     def _parse_signatures(self, sig: str, prefix: str) -> list[bytes]:
-        entries = sig.split()
+        # Entries are separated by spaces (the spec); OWS around the value is dropped.
+        entries = [e for e in sig.strip(_OWS).split(" ") if e]
         if len(entries) > MAX_SIGNATURES:
             raise MalformedHeader(
                 f"{prefix}-signature", f"more than {MAX_SIGNATURES} signatures", scheme=self.name

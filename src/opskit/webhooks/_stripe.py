@@ -8,6 +8,7 @@ from typing import Any
 from opskit.webhooks._base import VerifiedWebhook, _KeyedScheme
 from opskit.webhooks._common import (
     _MAX_TIMESTAMP_DIGITS,
+    _OWS,
     MAX_HEADER_BYTES,
     MAX_SIGNATURES,
     _any_match,
@@ -65,7 +66,8 @@ class Stripe(_KeyedScheme):
                     return VerifiedWebhook(name, None, ts, body)
         if type(value) is not str or len(value) > MAX_HEADER_BYTES:
             value = _required(headers, "stripe-signature", "Stripe-Signature", name)
-        if value.startswith("t=") and " " not in value and ",t=" not in value:
+        value = value.strip(_OWS)
+        if value.startswith("t=") and " " not in value and "\t" not in value and ",t=" not in value:
             parts = value.split(",")
             ts_raw = parts[0][2:]
             if len(parts) == 2 and parts[1][:3] == "v1=":
@@ -107,12 +109,12 @@ class Stripe(_KeyedScheme):
         provided: list[bytes] = []
         count = 0
         for item in value.split(","):
-            key, _, val = item.partition("=")
-            key = key.strip()
+            # OWS may stand around each entry of the list; nothing else is stripped.
+            key, _, val = item.strip(_OWS).partition("=")
             if key == "t":
                 if ts_raw is not None:
                     raise MalformedHeader("Stripe-Signature", "more than one t=", scheme=name)
-                ts_raw = val.strip()
+                ts_raw = val
                 continue
             count += 1
             if count > MAX_SIGNATURES:
@@ -120,7 +122,7 @@ class Stripe(_KeyedScheme):
                     "Stripe-Signature", f"more than {MAX_SIGNATURES} signatures", scheme=name
                 )
             if key == "v1":
-                provided.append(_ascii(val.strip()))
+                provided.append(_ascii(val))
         if ts_raw is None:
             raise MalformedHeader("Stripe-Signature", "no t= timestamp", scheme=name)
         return ts_raw, provided

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import ParseResult, parse_qs, unquote_plus, urlencode, urlparse
 
 from opskit.webhooks._base import Scheme, VerifiedWebhook
 from opskit.webhooks._common import (
+    _OWS,
     _ascii,
     _b64encode,
     _body,
@@ -22,11 +24,12 @@ from opskit.webhooks._common import (
     _secret_bytes,
     _secret_list,
 )
-from opskit.webhooks._errors import MalformedHeader, SignatureMismatch
+from opskit.webhooks._errors import MalformedForm, MalformedHeader, SignatureMismatch
 
 __all__ = ["Twilio"]
 
 _TWILIO_ALGOS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _remove_port(uri: ParseResult) -> str:
@@ -77,21 +80,59 @@ class Twilio(Scheme):
 
     kind = "twilio"
     _secrets_param = "auth_tokens"
-    __slots__ = ("_macs",)
+    __slots__ = ("_expect", "_macs")
 
-    def __init__(self, auth_tokens: Iterable[str | bytes], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        auth_tokens: Iterable[str | bytes],
+        *,
+        expect_params: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         keys = [_secret_bytes(t) for t in _secret_list(auth_tokens, "auth_tokens")]
         self._macs = {algo: [_new_mac(k, algo) for k in keys] for algo in ("sha1", "sha256")}
+        if expect_params is not None:
+            if isinstance(expect_params, str):
+                raise TypeError("expect_params is a set of parameter names, not one string")
+            expect = frozenset(expect_params)
+            for param in expect:
+                if not isinstance(param, str) or not _PARAM_NAME.fullmatch(param):
+                    raise ValueError("expect_params names are made of [A-Za-z0-9_] only")
+            self._expect: frozenset[str] | None = expect
+        else:
+            self._expect = None
         super().__init__(**kwargs)
 
+    @property
+    def expect_params(self) -> frozenset[str] | None:
+        """The parameter names every form body must carry, or None (no check)."""
+        return self._expect
+
+    def _check_form(self, pairs: list[tuple[str, str]]) -> None:
+        """Twilio signs names and values run together, so a moved ``=`` still verifies.
+
+        With ``expect_params``, a signed form must carry every expected name and
+        no name outside ``[A-Za-z0-9_]``: the shifts a body can take without
+        changing the signature then no longer pass as the form that was sent.
+        """
+        expect = self._expect
+        if expect is None:
+            return
+        names = {k for k, _ in pairs}
+        missing = tuple(sorted(expect - names))
+        bad = sum(1 for k in names if not _PARAM_NAME.fullmatch(k))
+        if missing or bad:
+            raise MalformedForm(missing, bad, scheme=self.name)
+
     def _describe(self) -> str:
-        return f", auth_tokens=<{len(self._macs['sha1'])}>"
+        expect = "" if self._expect is None else f", expect_params={sorted(self._expect)!r}"
+        return f", auth_tokens=<{len(self._macs['sha1'])}>{expect}"
 
     def _check(self, body: bytes, headers: Any, url: str | None, now: float) -> VerifiedWebhook:
         name = self.name
         if url is None:
             raise TypeError("Twilio.verify needs url=: the public URL Twilio requested")
-        sig = _required(headers, "x-twilio-signature", "X-Twilio-Signature", name).strip()
+        sig = _required(headers, "x-twilio-signature", "X-Twilio-Signature", name).strip(_OWS)
         settings = _header(
             headers,
             "x-twilio-webhooks-signature-settings",
@@ -102,8 +143,9 @@ class Twilio(Scheme):
         if settings:
             for part in settings.split(","):
                 key, eq, val = part.partition("=")
-                if eq and key.strip() == "algorithm" and val.strip():
-                    found = _TWILIO_ALGOS.get(val.strip().upper())
+                val = val.strip(_OWS)
+                if eq and key.strip(_OWS) == "algorithm" and val:
+                    found = _TWILIO_ALGOS.get(val.upper())
                     if found is None:
                         raise MalformedHeader(
                             "X-Twilio-Webhooks-Signature-Settings",
@@ -119,15 +161,15 @@ class Twilio(Scheme):
             raise MalformedHeader("Host", "the request URL is not valid", scheme=name) from None
         body_hash = query.get("bodySHA256")
         ok = True
+        pairs: list[tuple[str, str]] | None = None
         if body_hash:
             ok = hmac.compare_digest(
-                hashlib.sha256(body).hexdigest().encode(), _ascii(body_hash[0].lower())
+                hashlib.sha256(body).hexdigest().encode(), _ascii(body_hash[0]).lower()
             )
             params = ""
         else:
+            # A body of only "&" carries no parameter, as an empty one (twilio-python agrees).
             pairs = _parse_form(body)
-            if body.strip() and not pairs:
-                ok = False  # a body that carries no parameter was not what Twilio signed
             params = _twilio_params(pairs)
         provided = _ascii(sig)
         matched = False
@@ -139,6 +181,8 @@ class Twilio(Scheme):
                 matched |= hmac.compare_digest(_b64encode(h.digest(), newline=False), provided)
         if not (ok and matched):
             raise SignatureMismatch(scheme=name)
+        if pairs is not None:
+            self._check_form(pairs)
         msg_id = _header(headers, "i-twilio-idempotency-token", "I-Twilio-Idempotency-Token", name)
         return VerifiedWebhook(name, msg_id, None, body, url)
 
