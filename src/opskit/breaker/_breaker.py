@@ -216,10 +216,12 @@ class CircuitBreaker:
         # Once a count window holds minimum_calls calls, a success can never trip
         # the breaker: successes are then only counted (``_pending``) and folded
         # into the window before anything reads it.
+        # The fast paths (call() and both decorators) count a success lazily when
+        # ``_lazy_count`` holds, or ``_lazy_ok`` and the clock is before ``_lazy_until``.
         self._lazy_ok = False  # successes may be counted lazily now
         self._lazy_count = False  # ... and without reading the clock (count window)
         self._lazy_capable = self._fast
-        self._lazy_epoch = -1  # time window: the bucket lazy counting is valid for
+        self._lazy_until = 0.0  # time window: the end of the bucket lazy counting is valid in
         self._pending = 0
         self._publication = publish(self._metrics, registry)
 
@@ -416,8 +418,7 @@ class CircuitBreaker:
         if self._timed_window:
             now = self._now()
             if self._lazy_ok:
-                epoch = int(now / ring.width)  # type: ignore[union-attr]
-                if epoch == ring.current == self._lazy_epoch:  # type: ignore[union-attr]
+                if now < self._lazy_until:
                     self._pending += 1
                     return
                 self._lazy_ok = False
@@ -440,7 +441,10 @@ class CircuitBreaker:
     def _allow_lazy(self) -> None:
         if self._lazy_capable:
             if self._timed_window:
-                self._lazy_epoch = self._ring.current  # type: ignore[union-attr]
+                # Valid until the ring's current bucket ends: the clock only moves on, so
+                # the ring cannot rotate before then.
+                ring = self._ring
+                self._lazy_until = (ring.current + 1) * ring.width  # type: ignore[union-attr]
             else:
                 self._lazy_count = True
             self._lazy_ok = True
@@ -623,7 +627,13 @@ class CircuitBreaker:
             except BaseException as exc:
                 self._finish(gen, self._classify_exc(exc), 0.0)
                 raise
-            self._ok(gen)
+            # The decorators' success path, inlined: a lazily counted success is one add.
+            if gen == self._gen and (
+                self._lazy_count or (self._lazy_ok and self._now() < self._lazy_until)
+            ):
+                self._pending += 1
+            else:
+                self._ok(gen)
             return result
         token = self._admit()
         started = self._now() if self._timed else 0.0
@@ -695,7 +705,10 @@ class CircuitBreaker:
                     except BaseException as exc:
                         await breaker._afinish(gen, breaker._classify_exc(exc), 0.0)
                         raise
-                    if breaker._lazy_count and gen == breaker._gen:
+                    if gen == breaker._gen and (
+                        breaker._lazy_count
+                        or (breaker._lazy_ok and breaker._now() < breaker._lazy_until)
+                    ):
                         breaker._pending += 1
                     else:
                         breaker._ok(gen)
@@ -731,7 +744,10 @@ class CircuitBreaker:
                 except BaseException as exc:
                     breaker._finish(gen, breaker._classify_exc(exc), 0.0)
                     raise
-                if breaker._lazy_count and gen == breaker._gen:
+                if gen == breaker._gen and (
+                    breaker._lazy_count
+                    or (breaker._lazy_ok and breaker._now() < breaker._lazy_until)
+                ):
                     breaker._pending += 1
                 else:
                     breaker._ok(gen)
