@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 import waitress
+from waitress import wasyncore
 
 
 def free_port() -> int:
@@ -54,5 +55,8 @@ def run_wsgi(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.close()
+        # Close every socket from the server's own loop thread (the trigger runs the thunk
+        # there): closing them from this thread races the loop's select() (EBADF).
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(10)
+        server.task_dispatcher.shutdown()
