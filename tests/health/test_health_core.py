@@ -199,6 +199,20 @@ async def test_hung_sync_check_times_out_and_is_not_started_twice(make_health: A
     assert third.checks["hung"].status is Status.PASS and calls == 2
 
 
+def test_max_workers_defaults_to_one_per_sync_check_and_at_least_8(make_health: Any) -> None:
+    h = make_health()
+    assert h.max_workers == 8
+    for i in range(12):
+        h.add(f"s{i}", lambda: True)
+        h.add(f"a{i}", checks.call(_async_true))
+    assert h.max_workers == 12
+    assert make_health(max_workers=3).max_workers == 3
+
+
+async def _async_true() -> bool:
+    return True
+
+
 async def test_hung_checks_never_take_more_threads_than_max_workers(make_health: Any) -> None:
     h = make_health(cache_ttl=0, max_workers=2)
     release = threading.Event()

@@ -36,6 +36,7 @@ __all__ = ["HealthRegistry"]
 
 _log = get_logger("health")
 ALL = "all"
+MIN_WORKERS = 8
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -108,7 +109,8 @@ class HealthRegistry:
 
     ``cache_ttl`` seconds (on ``clock``) a group's report is served again;
     ``default_timeout`` for checks added without ``timeout=``; ``max_workers``
-    threads at most run synchronous checks. Metrics go to ``registry``.
+    threads at most run synchronous checks (by default one per sync check,
+    and at least 8). Metrics go to ``registry``.
     """
 
     def __init__(
@@ -119,7 +121,7 @@ class HealthRegistry:
         *,
         cache_ttl: float = 2.0,
         default_timeout: float = 1.0,
-        max_workers: int = 8,
+        max_workers: int | None = None,
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -130,21 +132,24 @@ class HealthRegistry:
             or cache_ttl < 0
         ):
             raise ValueError(f"cache_ttl must be seconds >= 0, not {cache_ttl!r}")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
             raise ValueError(f"max_workers must be a whole number >= 1, not {max_workers!r}")
         self.service = service
         self.version = version
         self.release_id = release_id
         self.cache_ttl = float(cache_ttl)
         self.default_timeout = _positive("default_timeout", default_timeout)
-        self.max_workers = max_workers
+        self._auto_workers = max_workers is None
         self._clock = resolve_clock(clock)
         self._entries: dict[str, _Entry] = {}
+        self._groups: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, HealthReport]] = {}
         self._flights: dict[str, concurrent.futures.Future[HealthReport]] = {}
         self._leaders: set[asyncio.Task[None]] = set()
-        self._pool = CheckPool(max_workers)
+        self._pool = CheckPool(MIN_WORKERS if max_workers is None else max_workers)
         self._draining = False
         self._last: dict[str, Status] = {}
         self._check_status: dict[str, float] = {}
@@ -192,7 +197,11 @@ class HealthRegistry:
             if name in self._entries:
                 raise ValueError(f"a check named {name!r} is already registered")
             self._entries[name] = entry
+            self._groups = self._groups | group_set
             self._cache.clear()
+            if self._auto_workers:  # every sync check can run at once, and never fewer than 8
+                sync = sum(not e.check.is_async for e in self._entries.values())
+                self._pool.max_workers = max(MIN_WORKERS, sync)
 
     def check(self, name: str, **options: Any) -> Callable[[F], F]:
         """Decorator form of :meth:`add`; the function is returned unchanged."""
@@ -213,7 +222,7 @@ class HealthRegistry:
     @property
     def groups(self) -> frozenset[str]:
         """Every group some check declares."""
-        return frozenset(g for e in list(self._entries.values()) for g in e.groups)
+        return self._groups
 
     def _key(self, group: str | None) -> str:
         if group is None or group == ALL:
@@ -249,6 +258,16 @@ class HealthRegistry:
         return self._draining
 
     # -- runs ----------------------------------------------------------------------
+
+    def cached(self, group: str | None = None) -> HealthReport | None:
+        """The report :meth:`run` would serve now without running a check, else None."""
+        key = ALL if group is None else self._key(group)
+        if self._refresher.active:
+            return self._refresher.latest(key)
+        hit = self._cache.get(key)
+        if hit is not None and self._clock.monotonic() < hit[0]:
+            return hit[1]
+        return None
 
     async def run(self, group: str | None = None) -> HealthReport:
         """Run ``group``'s checks (every check for None), or serve the cached report."""
@@ -444,6 +463,11 @@ class HealthRegistry:
         self._refresher.stop_sync()
         self._publication.remove()
         self._pool.close()
+
+    @property
+    def max_workers(self) -> int:
+        """The bound on the threads that run synchronous checks."""
+        return self._pool.max_workers
 
     @property
     def thread_count(self) -> int:

@@ -25,6 +25,14 @@ from opskit.health._report import HealthReport
 
 __all__ = ["HealthEndpoints"]
 
+_Encoded = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]
+
+
+def _encode(answer: Answer) -> _Encoded:
+    status, headers, body = answer
+    raw = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers)
+    return status, raw, body
+
 
 class HealthEndpoints:
     """``show_details``: ``"never"`` (only ``status``), ``"always"``, or
@@ -45,13 +53,30 @@ class HealthEndpoints:
         self.app = app
         self._ep = Endpoints(health, live=live, ready=ready, detail=detail,
                              show_details=show_details, render=render)  # fmt: skip
+        self._memo: dict[tuple[str, bool], tuple[HealthReport, _Encoded]] = {}
+        ep = self._ep
+        self._live = {d: _encode(ep.live(d)) for d in (False, True)}
+        self._drained = {d: _encode(ep.drained(d)) for d in (False, True)}
+        self._not_allowed = _encode(ep.not_allowed())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind_of = scope["type"]
         if kind_of == "http":
             kind = self._ep.paths.get(scope["path"])
             if kind is not None:
-                await self._answer(kind, scope, send)
+                method = scope.get("method", "GET")
+                if method == "GET" or method == "HEAD":
+                    detail = self._ep.details(scope)
+                    answer = self._answer_now(kind, detail)
+                    if answer is None:
+                        answer = await self._answer_run(kind, detail)
+                else:
+                    answer = self._not_allowed
+                status, raw, body = answer
+                await send({"type": "http.response.start", "status": status,
+                            "headers": list(raw)})  # fmt: skip
+                await send({"type": "http.response.body",
+                            "body": b"" if method == "HEAD" else body})  # fmt: skip
                 return
         elif kind_of == "lifespan":
             await self._lifespan(scope, receive, send)
@@ -61,27 +86,28 @@ class HealthEndpoints:
         elif kind_of == "http":
             await send_problem(send, 404, detail="not a health endpoint")
 
-    async def _answer(self, kind: Any, scope: Scope, send: Send) -> None:
+    def _answer_now(self, kind: Any, detail: bool) -> _Encoded | None:
+        """The answer that needs no check run (liveness, draining, a cached report), or None."""
         ep = self._ep
-        method = scope.get("method", "GET")
-        if method not in ("GET", "HEAD"):
-            answer: Answer = ep.not_allowed()
-        else:
-            detail = ep.details(scope)
-            if kind == "live":
-                answer = ep.live(detail)
-            elif kind == "ready" and self.health.draining:
-                answer = ep.drained(detail)
-            else:
-                report = await self.health.run(ep.group(kind))
-                answer = ep.report(kind, report, detail)
-        status, headers, body = answer
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        if kind == "live":
+            return self._live[detail]
+        if kind == "ready" and self.health.draining:
+            return self._drained[detail]
+        report = self.health.cached(ep.group(kind))
+        return None if report is None else self._encoded(kind, detail, report)
+
+    async def _answer_run(self, kind: Any, detail: bool) -> _Encoded:
+        report = await self.health.run(self._ep.group(kind))
+        return self._encoded(kind, detail, report)
+
+    def _encoded(self, kind: Any, detail: bool, report: HealthReport) -> _Encoded:
+        # A cached report is answered from its encoded answer, made once.
+        memo = self._memo.get((kind, detail))
+        if memo is not None and memo[0] is report:
+            return memo[1]
+        encoded = _encode(self._ep.report(kind, report, detail))
+        self._memo[(kind, detail)] = (report, encoded)
+        return encoded
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         health = self.health
