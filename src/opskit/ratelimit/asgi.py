@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MethodType
 from typing import Any
 
@@ -20,17 +20,25 @@ __all__ = ["IPFilterMiddleware", "RateLimitMiddleware", "Rule"]
 _MISSING: Any = object()
 
 
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], seen: list[int]) -> Send:
-    """``send`` with ``extra`` headers added to a copy of the response start, whose
-    status is put in ``seen`` (for rules that count by status). A plain function
-    returning ``send``'s awaitable: no coroutine of its own per message."""
+def _counting_send(
+    send: Send, extra: list[tuple[bytes, bytes]], count: Callable[[int], Awaitable[None]]
+) -> Send:
+    """``send`` for rules that count by status: ``count(status)`` is awaited when the
+    response starts, before the start goes out, and ``extra`` headers are added to a
+    copy of the start message.
 
-    def wrapped(message: Message) -> Awaitable[None]:
+    Counting before the response leaves (not after the app returns) matters:
+    frameworks that finish work after sending (Django's ASGI handler closes the
+    response in a thread) would otherwise let the client's next request be
+    decided before this one was counted.
+    """
+
+    async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            seen.append(int(message["status"]))
+            await count(int(message["status"]))
             if extra:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
-        return send(message)
+        await send(message)
 
     return wrapped
 
@@ -128,12 +136,12 @@ class RateLimitMiddleware:
             hdrs, body = core.rejection(index, d, d.retry_after)
             await send_problem(send, 429, headers=hdrs, **body)
             return
-        seen: list[int] = []
-        try:
-            await self.app(scope, receive, _with_headers(send, headers(d) if headers else [], seen))
-        finally:
-            if seen and core.counts_status(index, seen[0]):
+
+        async def count(status: int) -> None:
+            if core.counts_status(index, status):
                 await limiter.ahit(key)
+
+        await self.app(scope, receive, _counting_send(send, headers(d) if headers else [], count))
 
     async def _sleep(self, seconds: float) -> None:
         if self.clock is not None:
