@@ -97,6 +97,11 @@ def _check(host: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["webhooks"]:  # its own parser, which never echoes an argument back
+        from opskit.webhooks._cli import main as webhooks_main
+
+        return webhooks_main(argv[1:])
     parser = argparse.ArgumentParser(prog="opskit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"opskit {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -106,12 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--check", action="store_true", help="start it, make real requests, exit 0 or 1"
     )
+    sub.add_parser("webhooks", help="sign or verify a webhook locally (opskit webhooks --help)")
     health = sub.add_parser(
         "health", help="probe a health endpoint once: exit 0 on pass or warn, 1 otherwise"
     )
     health.add_argument("url")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    from opskit.pii import _cli as pii_cli
+
+    pii_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "pii":
+        return pii_cli.run(args)
     if args.command == "health":
         from opskit.health._cli import probe
 

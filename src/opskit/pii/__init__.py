@@ -1,4 +1,5 @@
-"""opskit.pii: AES-256-GCM field encryption with key ids, rotation and context binding.
+"""opskit.pii: AES-256-GCM field encryption with key ids, rotation, context binding,
+envelope keys, blind indexes, log redaction and migration from older formats.
 
 Speaks Tink's formats (cleartext JSON keysets, the AEAD wire format with the
 TINK prefix, the KMS envelope format), so other languages read what it writes.
@@ -6,6 +7,7 @@ TINK prefix, the KMS envelope format), so other languages read what it writes.
 
 from __future__ import annotations
 
+from opskit.pii._blind import BlindIndex
 from opskit.pii._cipher import TOKEN_MARKER, PIICipher
 from opskit.pii._envelope import ENVELOPE_MARKER, EnvelopeCipher
 from opskit.pii._errors import (
@@ -19,6 +21,7 @@ from opskit.pii._errors import (
 from opskit.pii._kek import KeyWrapper, LocalKEK
 from opskit.pii._keyring import Keyring
 from opskit.pii._legacy import LegacyFernet, LegacyGCM, LegacyReader
+from opskit.pii._redact import Redacted, RedactingFilter, redact_processor, redact_text
 from opskit.pii.aws import AwsKmsKEK
 
 __all__ = [
@@ -30,9 +33,14 @@ __all__ = [
     "KeyWrapper",
     "LocalKEK",
     "AwsKmsKEK",
+    "BlindIndex",
     "LegacyGCM",
     "LegacyFernet",
     "LegacyReader",
+    "Redacted",
+    "redact_processor",
+    "RedactingFilter",
+    "redact_text",
     "PIIError",
     "DecryptionError",
     "MalformedToken",
