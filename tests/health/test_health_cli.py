@@ -32,22 +32,22 @@ def test_cli_against_a_live_server(make_health: Any) -> None:
     app = HealthEndpoints(h, detail="/health")
     try:
         with run_asgi(app) as base:
-            code, lines = opskit_health(f"{base}/readyz")
+            code, lines = opskit_health(f"{base}/readyz", "--timeout", "10")
             assert code == 0 and len(lines) == 1
             assert lines[0].startswith(f"pass HTTP 200 from {base}/readyz in ")
             state["db"] = Status.WARN
-            code, lines = opskit_health(f"{base}/readyz")
+            code, lines = opskit_health(f"{base}/readyz", "--timeout", "10")
             assert code == 0 and lines[0].startswith("warn HTTP 200")
             state["db"] = Status.FAIL
-            code, lines = opskit_health(f"{base}/readyz", "--timeout", "5")
+            code, lines = opskit_health(f"{base}/readyz", "--timeout", "10")
             assert code == 1 and lines[0].startswith("fail HTTP 503")
             secret = base.replace("http://", "http://ops:pa55@") + "/health?token=t0k"
             code, lines = opskit_health(secret, "--timeout", "0.5")  # /health runs "slow": hangs
             assert code == 1 and len(lines) == 1
             assert lines == [f"fail timeout: no answer within 0.5 s from {base}/health"]
-            code, lines = opskit_health(f"{base}/livez")
+            code, lines = opskit_health(f"{base}/livez", "--timeout", "10")
             assert code == 0 and lines[0].startswith("pass HTTP 200")
-            code, lines = opskit_health(f"{base}/nowhere")
+            code, lines = opskit_health(f"{base}/nowhere", "--timeout", "10")
             assert code == 1 and lines[0].startswith("fail HTTP 404")
     finally:
         release.set()
