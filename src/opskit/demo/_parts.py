@@ -10,6 +10,7 @@ from opskit.demo._health import demo_parts as health_parts
 from opskit.demo._pii import demo_part as pii_part
 from opskit.demo._ratelimit import demo_part as ratelimit_part
 from opskit.demo._retry import demo_part as retry_part
+from opskit.demo._tenancy import demo_part as tenancy_part
 from opskit.demo._webhooks import demo_part as webhooks_part
 
 
@@ -20,5 +21,6 @@ def default_parts(registry: CollectorRegistry | None = None) -> list[Part]:
     parts.append(ratelimit_part(registry))
     parts.append(webhooks_part(registry))
     parts.append(pii_part(registry))
+    parts.append(tenancy_part(registry))
     parts.extend(health_parts(registry))
     return parts
