@@ -13,13 +13,18 @@ and a ratio is the median over rounds of the ratio within each round, so a
 neighbour's load shifting between rounds moves both sides of a ratio together.
 Like is measured against like: a decorated function against pybreaker's
 decorated function, ``breaker.call(fn)`` against ``pybreaker.call(fn)`` (both
-called from a lambda).
+called from a lambda). Where valgrind is installed, the same four cases are
+also counted in instructions per call, which the neighbours cannot move.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -121,5 +126,56 @@ def main() -> None:
               f"{r_count / best:.2f}x (count), {r_time / timew:.2f}x (time)")  # fmt: skip
 
 
+COUNTED = ("opskit decorator", "opskit call()", "pybreaker decorator", "pybreaker call()")
+
+
+def counted_case(kind: str) -> Callable[[], Any]:
+    """One of the cases :func:`instructions` counts, on the default window."""
+    b = opskit_breaker()
+    pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+    return {
+        "opskit decorator": b(ok),
+        "opskit call()": lambda: b.call(ok),
+        "pybreaker decorator": pb(ok),
+        "pybreaker call()": lambda: pb.call(ok),
+    }[kind]
+
+
+def instructions(counts: tuple[int, int] = (2_000, 12_000)) -> None:
+    """Instructions per call counted by valgrind (cachegrind): a whole run of this
+    script making ``n`` calls, for two ``n``, the difference over the calls between."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("\n(valgrind not installed: instructions per call not counted)")
+        return
+    per: dict[str, float] = {}
+    for kind in COUNTED:
+        low, high = (_instructions(valgrind, kind, n) for n in counts)
+        per[kind] = (high - low) / (counts[1] - counts[0])
+    print("\ninstructions per call (valgrind), default window TimeWindow(60)")
+    for kind in COUNTED:
+        print(f"  {kind:22} {per[kind]:9.0f}")
+    for how in ("decorator", "call()"):
+        ratio = per[f"pybreaker {how}"] / per[f"opskit {how}"]
+        print(f"  pybreaker / opskit, {how:9}: {ratio:.2f}x")
+
+
+def _instructions(valgrind: str, kind: str, n: int) -> int:
+    cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+           sys.executable, __file__, "--count", kind, str(n)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+    for line in out.stderr.splitlines():
+        if "I" in line and "refs:" in line:
+            return int(line.rsplit(":", 1)[1].replace(",", ""))
+    raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--count"]:
+        fn = counted_case(sys.argv[2])
+        for _ in range(int(sys.argv[3])):
+            fn()
+    else:
+        main()
+        instructions()
