@@ -1,12 +1,9 @@
 """The registry: checks, concurrent runs under timeouts, cache, single flight.
 
-Every call of a check is represented by a ``concurrent.futures.Future`` (its
-"flight"), so a run on any thread or event loop can wait for a call another
-run started: a check still running is never started twice. Async checks run
-as tasks on the loop of the run that started them, under their own timeout;
-sync checks run on a bounded pool of daemon threads, where a hung call keeps
-its thread until it returns (it cannot be killed) and every run meanwhile
-waits for that same call up to the check's timeout.
+A run calls every check of its group at once (``_call.run_entry``: each under
+its own timeout, never started twice). Reports are cached per group on the
+clock; concurrent runs of a group share one in-flight run, represented by a
+``concurrent.futures.Future`` that runs on any thread or loop can wait for.
 """
 
 from __future__ import annotations
@@ -14,23 +11,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
 from opskit._core.clock import Clock, resolve_clock
 from opskit._core.telemetry import Metric, get_logger, publish
-from opskit.health._check import Check, as_check, call_sync, to_result
+from opskit.health._call import Entry, run_entry, wait_flight
+from opskit.health._check import as_check
 from opskit.health._pool import CheckPool
-from opskit.health._redact import redact, safe_message
 from opskit.health._refresh import Refresher
 from opskit.health._report import HealthReport
-from opskit.health._status import CheckResult, Status
+from opskit.health._status import Status
 
 __all__ = ["HealthRegistry"]
 
@@ -38,32 +33,6 @@ _log = get_logger("health")
 ALL = "all"
 MIN_WORKERS = 8
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _CheckTimeout(Exception):
-    """Our own timeout, told apart from a TimeoutError the check raised itself."""
-
-
-class _Raised(Exception):
-    """Wraps a TimeoutError raised by an async check, so it reads as the check's error."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__()
-        self.original = original
-
-
-@dataclass(eq=False)
-class _Entry:
-    name: str
-    check: Check
-    critical: bool
-    groups: frozenset[str]
-    timeout: float
-    component_type: str | None
-    component_id: str | None
-    measurement: str | None
-    flight: concurrent.futures.Future[Any] | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 def _positive(name: str, value: float) -> float:
@@ -81,27 +50,6 @@ def _label(kind: str, value: Any) -> str:
     if not isinstance(value, str) or not value or ":" in value or not value.isprintable():
         raise ValueError(f"{kind} {value!r} must be a non-empty printable string without ':'")
     return value
-
-
-async def _wait_flight(future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
-    """Wait on this loop for a future any thread or loop completes, up to ``timeout``."""
-    if not future.done():
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-
-        def wake(_: object) -> None:
-            # RuntimeError: that run's loop is closed; nobody waits any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, waiter)
-
-        future.add_done_callback(wake)
-        await asyncio.wait_for(waiter, timeout)
-    return future.result()
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class HealthRegistry:
@@ -143,7 +91,7 @@ class HealthRegistry:
         self.default_timeout = _positive("default_timeout", default_timeout)
         self._auto_workers = max_workers is None
         self._clock = resolve_clock(clock)
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._groups: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, HealthReport]] = {}
@@ -183,7 +131,7 @@ class HealthRegistry:
         measure = measurement or the_check.measurement
         if measure is not None:
             _label("measurement", measure)
-        entry = _Entry(
+        entry = Entry(
             name=name,
             check=the_check,
             critical=bool(critical),
@@ -236,7 +184,7 @@ class HealthRegistry:
             )
         return group
 
-    def _select(self, key: str) -> list[_Entry]:
+    def _select(self, key: str) -> list[Entry]:
         entries = list(self._entries.values())
         return entries if key == ALL else [e for e in entries if key in e.groups]
 
@@ -289,7 +237,7 @@ class HealthRegistry:
             task = asyncio.get_running_loop().create_task(self._lead(key, flight))
             self._leaders.add(task)
             task.add_done_callback(self._leaders.discard)
-        return await _wait_flight(flight, None)  # type: ignore[no-any-return]
+        return await wait_flight(flight, None)  # type: ignore[no-any-return]
 
     def run_sync(self, group: str | None = None) -> HealthReport:
         """:meth:`run` from synchronous code (not from a running event loop's thread)."""
@@ -336,7 +284,9 @@ class HealthRegistry:
     async def execute(self, key: str) -> HealthReport:
         """Run the checks of ``key`` (a group, or ``"all"``) now, bypassing the cache."""
         entries = self._select(key)
-        results = await asyncio.gather(*(self._run_entry(e) for e in entries))
+        results = await asyncio.gather(
+            *(run_entry(e, self._pool, self._lock, self._clock) for e in entries)
+        )
         report = HealthReport(
             {e.name: r for e, r in zip(entries, results, strict=True)},
             group=None if key == ALL else key,
@@ -347,56 +297,6 @@ class HealthRegistry:
         )
         self.record(key, report)
         return report
-
-    def _start(self, entry: _Entry) -> concurrent.futures.Future[Any]:
-        with self._lock:
-            flight = entry.flight
-            if flight is not None and not flight.done():
-                return flight  # still running from an earlier run: wait for that call
-            if entry.check.is_async:
-                flight = concurrent.futures.Future()
-                flight.set_running_or_notify_cancel()
-                loop = asyncio.get_running_loop()
-                entry.task = loop.create_task(_call_async(entry.check.func, entry.timeout, flight))
-            else:
-                flight = self._pool.submit(functools.partial(call_sync, entry.check.func))
-            entry.flight = flight
-            return flight
-
-    async def _run_entry(self, entry: _Entry) -> CheckResult:
-        clock = self._clock
-        start = clock.monotonic()
-        flight = self._start(entry)
-        try:
-            result = to_result(await _wait_flight(flight, entry.timeout))
-        except (asyncio.TimeoutError, _CheckTimeout):
-            flight.cancel()  # only succeeds while it waits for a thread: it never starts
-            result = CheckResult(Status.FAIL, output=f"timed out after {entry.timeout:g} s")
-        except Exception as exc:
-            if isinstance(exc, _Raised):
-                exc = exc.original  # type: ignore[assignment]
-            result = CheckResult(Status.FAIL, output=type(exc).__name__, message=safe_message(exc))
-        duration = clock.monotonic() - start
-        status = result.status
-        if status is Status.FAIL and not entry.critical:
-            status = Status.WARN
-        changes: dict[str, Any] = {"status": status, "duration": duration}
-        if result.time is None:
-            changes["time"] = clock.time()
-        if result.observed_value is None:
-            changes["observed_value"] = round(duration * 1000.0, 3)
-            changes["observed_unit"] = "ms"
-        if result.measurement is None and entry.measurement is not None:
-            changes["measurement"] = entry.measurement
-        if entry.component_type is not None and result.component_type is None:
-            changes["component_type"] = entry.component_type
-        if entry.component_id is not None and result.component_id is None:
-            changes["component_id"] = entry.component_id
-        if result.output is not None:
-            changes["output"] = redact(result.output)
-        if result.message is not None:
-            changes["message"] = redact(result.message)
-        return result.with_(**changes)
 
     # -- telemetry ------------------------------------------------------------------
 
@@ -476,29 +376,3 @@ class HealthRegistry:
 
     def __repr__(self) -> str:
         return f"<HealthRegistry {self.service!r} checks={len(self._entries)}>"
-
-
-async def _call_async(
-    func: Callable[[], Any], timeout: float, flight: concurrent.futures.Future[Any]
-) -> None:
-    try:
-        value = await asyncio.wait_for(_invoke(func), timeout)
-    except asyncio.TimeoutError:
-        flight.set_exception(_CheckTimeout())
-    except asyncio.CancelledError:
-        flight.set_exception(_CheckTimeout())
-        raise
-    except BaseException as exc:
-        flight.set_exception(exc)
-    else:
-        flight.set_result(value)
-
-
-async def _invoke(func: Callable[[], Any]) -> Any:
-    try:
-        value = func()
-        if hasattr(value, "__await__"):
-            value = await value
-        return value
-    except asyncio.TimeoutError as exc:
-        raise _Raised(exc) from exc
