@@ -10,7 +10,9 @@ the apps: each test speaks for its own clients through ``X-Forwarded-For``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from _servers import run_asgi, run_wsgi
 from frameworks.apps import django_project, fastapi_app, flask_app, litestar_app, starlette_app
+from frameworks.apps.opskit_setup import health_registry
+from opskit.health import HealthRegistry
+from opskit.health.asgi import HealthEndpoints
 from opskit.ratelimit._middleware import QUOTA_EXCEEDED
+from opskit.tenancy import TenantLogFilter
 from opskit.webhooks import GitHub
 
 SECRET = "matrix-webhook-secret"
@@ -36,6 +42,16 @@ FRAMEWORKS: dict[str, tuple[str, Callable[[CollectorRegistry], Any]]] = {
     "django-asgi": ("asgi", django_project.asgi_application),
     "django-wsgi": ("wsgi", django_project.wsgi_application),
     "flask": ("wsgi", flask_app.create_app),
+}
+
+# The tenancy and health rows run on a second app per framework (create_tenant_app).
+TENANT_APPS: dict[str, tuple[str, Callable[[HealthRegistry], Any]]] = {
+    "fastapi": ("asgi", fastapi_app.create_tenant_app),
+    "starlette": ("asgi", starlette_app.create_tenant_app),
+    "litestar": ("asgi", litestar_app.create_tenant_app),
+    "django-asgi": ("asgi", django_project.tenant_asgi_application),
+    "django-wsgi": ("wsgi", django_project.tenant_wsgi_application),
+    "flask": ("wsgi", flask_app.create_tenant_app),
 }
 
 
@@ -151,6 +167,13 @@ def test_ip_filter_denies_networks_and_guards_admin(server: Server) -> None:
     assert_view(server, c.get("/admin/panel", headers=client_ip("10.1.2.3")), 200, "admin panel")
     # A client cannot claim to be inside: the proxy's (right-most) entry decides.
     assert_problem(c.get("/admin/panel", headers=client_ip("10.1.2.3, 198.51.100.8")), 403)
+    # A path no route serves: Litestar runs middleware after routing (its 404 comes
+    # first); everywhere else the filter answers before the framework routes.
+    stray = c.get("/admin/nothing-here", headers=client_ip("192.0.2.7"))
+    if server.framework == "litestar":
+        assert stray.status_code == 404 and stray.headers["content-type"] != PROBLEM
+    else:
+        assert_problem(stray, 403)
 
 
 # -- webhooks: WebhookMiddleware --------------------------------------------------------
@@ -216,3 +239,110 @@ def test_metrics_app_exposes_the_apps_opskit_counters(server: Server) -> None:
     assert after[allowed] - before.get(allowed, 0) == 3
     assert after[limited] - before.get(limited, 0) == 1
     assert after[mismatch] - before.get(mismatch, 0) == 1
+
+
+# -- tenancy: TenantMiddleware ----------------------------------------------------------
+
+
+@dataclass
+class TenantServer(Server):
+    health: HealthRegistry
+    database: socket.socket  # what the readiness check connects to
+    records: list[logging.LogRecord]
+
+
+class Captured(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+        self.addFilter(TenantLogFilter())  # runs in the thread that logs: the view's
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module", params=list(TENANT_APPS))
+def tenant_server(request: pytest.FixtureRequest) -> Iterator[TenantServer]:
+    kind, create = TENANT_APPS[request.param]
+    records: list[logging.LogRecord] = []
+    handler, log = Captured(records), logging.getLogger("orders")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    database = socket.create_server(("127.0.0.1", 0))
+    health = health_registry(*database.getsockname()[:2])
+    runner = run_asgi if kind == "asgi" else run_wsgi
+    try:
+        with runner(create(health)) as base, httpx.Client(base_url=base, timeout=10) as client:
+            yield TenantServer(request.param, client, health, database, records)
+    finally:
+        log.removeHandler(handler)
+        database.close()
+        health.close()
+
+
+def test_tenant_in_the_view_and_its_logs(tenant_server: TenantServer) -> None:
+    c, records = tenant_server.client, tenant_server.records
+    records.clear()
+    for tenant in ("acme", "globex", "acme"):
+        resp = c.get("/whoami", headers={"X-Tenant-ID": tenant})
+        assert_view(tenant_server, resp, 200)
+        body = resp.json()
+        assert (body["tenant"], body["log_tenant_id"]) == (tenant, tenant)  # view, structlog
+        assert body.get("depends", tenant) == tenant  # FastAPI's Depends(get_tenant)
+    # The view's stdlib log lines, tagged by TenantLogFilter in the view's own thread.
+    assert [(r.getMessage(), r.tenant_id) for r in records] == [  # type: ignore[attr-defined]
+        ("whoami served", "acme"),
+        ("whoami served", "globex"),
+        ("whoami served", "acme"),
+    ]
+    doc = assert_problem(c.get("/whoami"), 401)  # no tenant: the view never runs
+    assert doc["detail"] == "no tenant context"
+    assert_problem(c.get("/whoami", headers={"X-Tenant-ID": "../etc"}), 400)
+    assert len(records) == 3
+
+
+# -- health: HealthEndpoints ------------------------------------------------------------
+
+
+def test_health_endpoints_livez_readyz_health(tenant_server: TenantServer) -> None:
+    c = tenant_server.client
+
+    def probe(path: str, status: int, verdict: str) -> None:
+        resp = c.get(path)  # no tenant header: the probes are answered before tenancy
+        assert resp.status_code == status, resp.text
+        assert resp.headers["content-type"].startswith("application/health+json")
+        assert resp.headers["cache-control"].startswith("max-age=")
+        assert "X-Framework" not in resp.headers  # answered by the endpoints, not a view
+        assert resp.json()["status"] == verdict
+
+    probe("/livez", 200, "pass")
+    probe("/readyz", 200, "pass")
+    probe("/health", 200, "pass")
+    tenant_server.database.close()  # the database goes away
+    tenant_server.health.invalidate()  # (the report is cached for cache_ttl seconds)
+    probe("/readyz", 503, "fail")  # out of the load balancer
+    probe("/health", 503, "fail")
+    probe("/livez", 200, "pass")  # but not restarted: liveness asks nothing outside
+
+
+def test_health_endpoints_cannot_go_through_add_middleware() -> None:
+    """Why the Starlette and FastAPI recipes wrap the app: HealthEndpoints takes the
+    registry first, and Starlette's add_middleware passes the app first."""
+    from starlette.applications import Starlette
+
+    app = Starlette()
+    app.add_middleware(HealthEndpoints, health=HealthRegistry())
+    with pytest.raises(TypeError, match="multiple values for argument 'health'"):
+        app.build_middleware_stack()
+
+
+def test_litestar_middleware_never_sees_the_health_paths() -> None:
+    """Why the Litestar recipe wraps the app: its middleware runs after routing."""
+    health = HealthRegistry()
+    try:
+        with run_asgi(litestar_app.create_naive_health_app(health)) as base:
+            resp = httpx.get(base + "/livez", timeout=10)
+    finally:
+        health.close()
+    assert resp.status_code == 404
+    assert not resp.headers["content-type"].startswith("application/health+json")

@@ -24,6 +24,7 @@ if not settings.configured:  # a project's settings.py holds these
         USE_TZ=True,
     )
 
+# --8<-- [start:imports]
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -36,14 +37,23 @@ from frameworks.apps.opskit_setup import (
     ADMIN_NETWORKS,
     DENIED_NETWORKS,
     RATE_LIMITS,
+    TENANT,
     TRUSTED_PROXIES,
     webhook_routes,
+    whoami_body,
 )
+from opskit.health import HealthRegistry
+from opskit.health import asgi as health_asgi
+from opskit.health import wsgi as health_wsgi
 from opskit.observability import metrics_asgi_app, metrics_wsgi_app
 from opskit.ratelimit import asgi as rl_asgi
 from opskit.ratelimit import wsgi as rl_wsgi
+from opskit.tenancy import asgi as tenancy_asgi
+from opskit.tenancy import wsgi as tenancy_wsgi
 from opskit.webhooks import asgi as wh_asgi
 from opskit.webhooks import wsgi as wh_wsgi
+
+# --8<-- [end:imports]
 
 HEADERS = {"X-Framework": "django"}
 
@@ -98,6 +108,11 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
     )
 
 
+@require_GET
+def whoami(request: HttpRequest) -> JsonResponse:  # a sync view: under ASGI, in a thread
+    return JsonResponse(whoami_body(), headers=HEADERS)
+
+
 urlpatterns = [
     path("hello", hello),
     path("admin/panel", admin),
@@ -105,6 +120,7 @@ urlpatterns = [
     path("api/orders", orders),
     path("login", login),
     path("webhooks/github", github_webhook),
+    path("whoami", whoami),
 ]
 
 
@@ -123,10 +139,14 @@ def asgi_application(registry: CollectorRegistry | None = None) -> Any:  # asgi.
     return rl_asgi.IPFilterMiddleware(
         rl_asgi.RateLimitMiddleware(
             wh_asgi.WebhookMiddleware(app, routes=webhook_routes(registry)),
-            rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES, registry=registry,
+            rules=RATE_LIMITS,
+            trusted_proxies=TRUSTED_PROXIES,
+            registry=registry,
         ),
-        deny=DENIED_NETWORKS, rules=ADMIN_NETWORKS, trusted_proxies=TRUSTED_PROXIES,
-    )  # fmt: skip
+        deny=DENIED_NETWORKS,
+        rules=ADMIN_NETWORKS,
+        trusted_proxies=TRUSTED_PROXIES,
+    )
 
 
 # --8<-- [end:asgi-recipe]
@@ -146,10 +166,32 @@ def wsgi_application(registry: CollectorRegistry | None = None) -> Any:  # wsgi.
     return rl_wsgi.IPFilterMiddleware(
         rl_wsgi.RateLimitMiddleware(
             wh_wsgi.WebhookMiddleware(app, routes=webhook_routes(registry)),
-            rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES, registry=registry,
+            rules=RATE_LIMITS,
+            trusted_proxies=TRUSTED_PROXIES,
+            registry=registry,
         ),
-        deny=DENIED_NETWORKS, rules=ADMIN_NETWORKS, trusted_proxies=TRUSTED_PROXIES,
-    )  # fmt: skip
+        deny=DENIED_NETWORKS,
+        rules=ADMIN_NETWORKS,
+        trusted_proxies=TRUSTED_PROXIES,
+    )
 
 
 # --8<-- [end:wsgi-recipe]
+
+
+# --8<-- [start:tenant-asgi-recipe]
+def tenant_asgi_application(health: HealthRegistry) -> Any:  # asgi.py
+    django_app = tenancy_asgi.TenantMiddleware(get_asgi_application(), resolver=TENANT)
+    return health_asgi.HealthEndpoints(health, app=django_app)  # probes need no tenant
+
+
+# --8<-- [end:tenant-asgi-recipe]
+
+
+# --8<-- [start:tenant-wsgi-recipe]
+def tenant_wsgi_application(health: HealthRegistry) -> Any:  # wsgi.py
+    django_app = tenancy_wsgi.TenantMiddleware(get_wsgi_application(), resolver=TENANT)
+    return health_wsgi.HealthEndpoints(health, app=django_app)  # probes need no tenant
+
+
+# --8<-- [end:tenant-wsgi-recipe]

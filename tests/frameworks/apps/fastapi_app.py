@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import hashlib
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry
 
@@ -12,12 +14,20 @@ from frameworks.apps.opskit_setup import (
     ADMIN_NETWORKS,
     DENIED_NETWORKS,
     RATE_LIMITS,
+    TENANT,
     TRUSTED_PROXIES,
     webhook_routes,
+    whoami_body,
 )
+from opskit.health import HealthRegistry
+from opskit.health.asgi import HealthEndpoints
 from opskit.observability import metrics_asgi_app
 from opskit.ratelimit.asgi import IPFilterMiddleware, RateLimitMiddleware
+from opskit.tenancy import Tenant, get_tenant
+from opskit.tenancy.asgi import TenantMiddleware
 from opskit.webhooks.asgi import WebhookMiddleware
+
+# --8<-- [end:imports]
 
 HEADERS = {"X-Framework": "fastapi"}
 
@@ -27,10 +37,15 @@ def create_app(registry: CollectorRegistry | None = None) -> FastAPI:
     app = FastAPI()
     # The last added runs first: IP filter, then rate limits, then webhook verification.
     app.add_middleware(WebhookMiddleware, routes=webhook_routes(registry))
-    app.add_middleware(RateLimitMiddleware, rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES,
-                       registry=registry)  # fmt: skip
-    app.add_middleware(IPFilterMiddleware, deny=DENIED_NETWORKS, rules=ADMIN_NETWORKS,
-                       trusted_proxies=TRUSTED_PROXIES)  # fmt: skip
+    app.add_middleware(
+        RateLimitMiddleware, rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES, registry=registry
+    )
+    app.add_middleware(
+        IPFilterMiddleware,
+        deny=DENIED_NETWORKS,
+        rules=ADMIN_NETWORKS,
+        trusted_proxies=TRUSTED_PROXIES,
+    )
     app.mount("/metrics", metrics_asgi_app(registry))  # serves /metrics/ (/metrics redirects)
     add_routes(app)
     return app
@@ -59,8 +74,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/login", response_class=PlainTextResponse)
     async def login(request: Request) -> PlainTextResponse:
         ok = await request.body() == b"correct horse"
-        return PlainTextResponse("welcome" if ok else "wrong password", 200 if ok else 401,
-                                 HEADERS)  # fmt: skip
+        return PlainTextResponse("welcome" if ok else "wrong password", 200 if ok else 401, HEADERS)
 
     # --8<-- [start:webhook-view]
     @app.post("/webhooks/github")
@@ -77,3 +91,20 @@ def add_routes(app: FastAPI) -> None:
             },
             headers=HEADERS,
         )
+
+
+# --8<-- [start:tenant-recipe]
+def create_tenant_app(health: HealthRegistry) -> HealthEndpoints:
+    app = FastAPI()
+    app.add_middleware(TenantMiddleware, resolver=TENANT)
+
+    @app.get("/whoami")
+    def whoami(tenant: Annotated[Tenant, Depends(get_tenant)]) -> JSONResponse:  # in a thread
+        return JSONResponse({**whoami_body(), "depends": tenant.id}, headers=HEADERS)
+
+    # Outside the tenant middleware: probes carry no tenant. HealthEndpoints takes the
+    # registry first, so it wraps the app rather than going through add_middleware.
+    return HealthEndpoints(health, app=app)
+
+
+# --8<-- [end:tenant-recipe]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import hashlib
 
 from flask import Flask, Response, jsonify, request
@@ -12,12 +13,19 @@ from frameworks.apps.opskit_setup import (
     ADMIN_NETWORKS,
     DENIED_NETWORKS,
     RATE_LIMITS,
+    TENANT,
     TRUSTED_PROXIES,
     webhook_routes,
+    whoami_body,
 )
+from opskit.health import HealthRegistry
+from opskit.health.wsgi import HealthEndpoints
 from opskit.observability import metrics_wsgi_app
 from opskit.ratelimit.wsgi import IPFilterMiddleware, RateLimitMiddleware
+from opskit.tenancy.wsgi import TenantMiddleware
 from opskit.webhooks.wsgi import WebhookMiddleware
+
+# --8<-- [end:imports]
 
 HEADERS = {"X-Framework": "flask"}
 
@@ -42,8 +50,12 @@ def add_routes(app: Flask) -> None:
     @app.post("/login")
     def login() -> Response:
         ok = request.get_data() == b"correct horse"
-        return Response("welcome" if ok else "wrong password", 200 if ok else 401, HEADERS,
-                        content_type="text/plain")  # fmt: skip
+        return Response(
+            "welcome" if ok else "wrong password",
+            200 if ok else 401,
+            HEADERS,
+            content_type="text/plain",
+        )
 
     # --8<-- [start:webhook-view]
     @app.post("/webhooks/github")
@@ -51,8 +63,12 @@ def add_routes(app: Flask) -> None:
         event = request.environ["opskit.webhook"]  # the VerifiedWebhook
         body = request.get_data()  # the very bytes GitHub signed
         # --8<-- [end:webhook-view]
-        resp = jsonify(sha256=hashlib.sha256(body).hexdigest(), same=event.body == body,
-                       delivery=event.id, scheme=event.scheme)  # fmt: skip
+        resp = jsonify(
+            sha256=hashlib.sha256(body).hexdigest(),
+            same=event.body == body,
+            delivery=event.id,
+            scheme=event.scheme,
+        )
         resp.headers.update(HEADERS)
         return resp
 
@@ -68,11 +84,35 @@ def create_app(registry: CollectorRegistry | None = None) -> Flask:
     app.wsgi_app = IPFilterMiddleware(  # type: ignore[method-assign]
         RateLimitMiddleware(
             WebhookMiddleware(app.wsgi_app, routes=webhook_routes(registry)),
-            rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES, registry=registry,
+            rules=RATE_LIMITS,
+            trusted_proxies=TRUSTED_PROXIES,
+            registry=registry,
         ),
-        deny=DENIED_NETWORKS, rules=ADMIN_NETWORKS, trusted_proxies=TRUSTED_PROXIES,
-    )  # fmt: skip
+        deny=DENIED_NETWORKS,
+        rules=ADMIN_NETWORKS,
+        trusted_proxies=TRUSTED_PROXIES,
+    )
     return app
 
 
 # --8<-- [end:recipe]
+
+
+# --8<-- [start:tenant-recipe]
+def create_tenant_app(health: HealthRegistry) -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/whoami")
+    def whoami() -> Response:
+        resp = jsonify(whoami_body())
+        resp.headers.update(HEADERS)
+        return resp
+
+    # The outermost runs first: probes are answered before any tenant is asked for.
+    app.wsgi_app = HealthEndpoints(  # type: ignore[method-assign]
+        health, app=TenantMiddleware(app.wsgi_app, resolver=TENANT)
+    )
+    return app
+
+
+# --8<-- [end:tenant-recipe]

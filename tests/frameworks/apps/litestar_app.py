@@ -6,6 +6,7 @@ the rate limit rules get ready limiters, which every copy then shares.
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import hashlib
 from typing import Any
 
@@ -18,13 +19,20 @@ from frameworks.apps.opskit_setup import (
     ADMIN_NETWORKS,
     DENIED_NETWORKS,
     RATE_LIMITS,
+    TENANT,
     TRUSTED_PROXIES,
     webhook_routes,
+    whoami_body,
 )
+from opskit.health import HealthRegistry
+from opskit.health.asgi import HealthEndpoints
 from opskit.observability import metrics_asgi_app
 from opskit.ratelimit import RateLimiter, Rule, by_ip
 from opskit.ratelimit.asgi import IPFilterMiddleware, RateLimitMiddleware
+from opskit.tenancy.asgi import TenantMiddleware
 from opskit.webhooks.asgi import WebhookMiddleware
+
+# --8<-- [end:imports]
 
 HEADERS = {"X-Framework": "litestar"}
 
@@ -52,8 +60,9 @@ async def orders() -> Response[str]:
 @post("/login", media_type=MediaType.TEXT)
 async def login(request: Request[Any, Any, Any]) -> Response[str]:
     ok = await request.body() == b"correct horse"
-    return Response("welcome" if ok else "wrong password", status_code=200 if ok else 401,
-                    headers=HEADERS)  # fmt: skip
+    return Response(
+        "welcome" if ok else "wrong password", status_code=200 if ok else 401, headers=HEADERS
+    )
 
 
 # --8<-- [start:webhook-view]
@@ -115,6 +124,35 @@ def create_naive_app(registry: CollectorRegistry | None = None) -> Litestar:
     """The rules as the other frameworks pass them (``rates=``): each route counts apart."""
     return Litestar(
         route_handlers=ROUTES,
-        middleware=[DefineMiddleware(RateLimitMiddleware, rules=RATE_LIMITS,
-                                     trusted_proxies=TRUSTED_PROXIES, registry=registry)],
-    )  # fmt: skip
+        middleware=[
+            DefineMiddleware(
+                RateLimitMiddleware,
+                rules=RATE_LIMITS,
+                trusted_proxies=TRUSTED_PROXIES,
+                registry=registry,
+            )
+        ],
+    )
+
+
+@get("/whoami")
+async def whoami() -> Response[dict[str, Any]]:
+    return Response(whoami_body(), headers=HEADERS)
+
+
+# --8<-- [start:tenant-recipe]
+def create_tenant_app(health: HealthRegistry) -> HealthEndpoints:
+    app = Litestar(route_handlers=[whoami])
+    # Both wrap the app, outside Litestar's routing: the health paths are no Litestar
+    # routes (a middleware would never see them), and one TenantMiddleware serves all.
+    return HealthEndpoints(health, app=TenantMiddleware(app, resolver=TENANT))
+
+
+# --8<-- [end:tenant-recipe]
+
+
+def create_naive_health_app(health: HealthRegistry) -> Litestar:
+    """HealthEndpoints as a Litestar middleware: it only sees requests Litestar routed."""
+    return Litestar(
+        route_handlers=[whoami], middleware=[DefineMiddleware(HealthEndpoints, health=health)]
+    )

@@ -6,9 +6,15 @@ and verified is decided here, once.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+import logging
+from typing import Any
 
+from prometheus_client import CollectorRegistry
+from structlog.contextvars import get_contextvars
+
+from opskit.health import HealthRegistry, checks
 from opskit.ratelimit import Rule, by_ip
+from opskit.tenancy import get_tenant, resolvers
 from opskit.webhooks import GitHub
 
 # --8<-- [start:setup]
@@ -30,3 +36,23 @@ def webhook_routes(registry: CollectorRegistry | None = None) -> dict[str, GitHu
 
 
 # --8<-- [end:setup]
+
+
+# --8<-- [start:tenancy-setup]
+TENANT = resolvers.header("X-Tenant-ID")  # or resolvers.subdomain(...), resolvers.path_prefix(...)
+log = logging.getLogger("orders")  # its handlers carry TenantLogFilter: %(tenant_id)s
+
+
+def health_registry(db_host: str, db_port: int) -> HealthRegistry:
+    health = HealthRegistry(service="orders-api")
+    health.add("db", checks.tcp(db_host, db_port), groups={"readiness"})
+    return health
+
+
+def whoami_body() -> dict[str, Any]:
+    """What the views answer: the tenant as the view, and as structlog, see it."""
+    log.info("whoami served")
+    return {"tenant": get_tenant().id, "log_tenant_id": get_contextvars().get("tenant_id")}
+
+
+# --8<-- [end:tenancy-setup]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import hashlib
 
 from prometheus_client import CollectorRegistry
@@ -14,12 +15,19 @@ from frameworks.apps.opskit_setup import (
     ADMIN_NETWORKS,
     DENIED_NETWORKS,
     RATE_LIMITS,
+    TENANT,
     TRUSTED_PROXIES,
     webhook_routes,
+    whoami_body,
 )
+from opskit.health import HealthRegistry
+from opskit.health.asgi import HealthEndpoints
 from opskit.observability import metrics_asgi_app
 from opskit.ratelimit.asgi import IPFilterMiddleware, RateLimitMiddleware
+from opskit.tenancy.asgi import TenantMiddleware
 from opskit.webhooks.asgi import WebhookMiddleware
+
+# --8<-- [end:imports]
 
 HEADERS = {"X-Framework": "starlette"}
 
@@ -76,11 +84,32 @@ def create_app(registry: CollectorRegistry | None = None) -> Starlette:
     )
     # The last added runs first: IP filter, then rate limits, then webhook verification.
     app.add_middleware(WebhookMiddleware, routes=webhook_routes(registry))
-    app.add_middleware(RateLimitMiddleware, rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES,
-                       registry=registry)  # fmt: skip
-    app.add_middleware(IPFilterMiddleware, deny=DENIED_NETWORKS, rules=ADMIN_NETWORKS,
-                       trusted_proxies=TRUSTED_PROXIES)  # fmt: skip
+    app.add_middleware(
+        RateLimitMiddleware, rules=RATE_LIMITS, trusted_proxies=TRUSTED_PROXIES, registry=registry
+    )
+    app.add_middleware(
+        IPFilterMiddleware,
+        deny=DENIED_NETWORKS,
+        rules=ADMIN_NETWORKS,
+        trusted_proxies=TRUSTED_PROXIES,
+    )
     return app
 
 
 # --8<-- [end:recipe]
+
+
+async def whoami(request: Request) -> JSONResponse:
+    return JSONResponse(whoami_body(), headers=HEADERS)
+
+
+# --8<-- [start:tenant-recipe]
+def create_tenant_app(health: HealthRegistry) -> HealthEndpoints:
+    app = Starlette(routes=[Route("/whoami", whoami)])
+    app.add_middleware(TenantMiddleware, resolver=TENANT)
+    # Outside the tenant middleware: probes carry no tenant. HealthEndpoints takes the
+    # registry first, so it wraps the app rather than going through add_middleware.
+    return HealthEndpoints(health, app=app)
+
+
+# --8<-- [end:tenant-recipe]
