@@ -94,6 +94,28 @@ async def test_exempt_globs_are_not_resolved() -> None:
         assert r.status == 200 and r.body.startswith(b"-|"), path
     assert (await get(app, "/metricsx")).status == 401
     assert samples(reg)["exempt"] == 3
+    # An id the middleware has already seen changes nothing on an exempt path.
+    assert (await get(app, "/x", {"X-Tenant-ID": "acme"})).body.startswith(b"acme|")
+    assert (await get(app, "/health", {"X-Tenant-ID": "acme"})).body.startswith(b"-|")
+    assert samples(reg)["exempt"] == 4
+
+
+async def test_ids_seen_before_take_the_same_decisions() -> None:
+    """The fast path for known ids: repeated, duplicated, conflicting, padded headers."""
+    reg = CollectorRegistry()
+    app = mw(registry=reg)
+    for _ in range(3):
+        assert (await get(app, "/", {"X-Tenant-ID": "acme"})).body.startswith(b"acme|")
+    scope = http_scope("/")
+    scope["headers"] = [(b"x-tenant-id", b"acme"), (b"x-tenant-id", b"globex")]
+    assert (await call(app, scope)).status == 400
+    scope["headers"] = [(b"x-tenant-id", b"acme"), (b"x-tenant-id", b"acme")]
+    assert (await call(app, scope)).body.startswith(b"acme|")
+    scope["headers"] = [(b"x-tenant-id", b" acme ")]
+    assert (await call(app, scope)).body.startswith(b"acme|")
+    scope["headers"] = [(b"X-Tenant-ID", b"acme")]  # not lowercased, as a hand-built scope
+    assert (await call(app, scope)).body.startswith(b"acme|")
+    assert samples(reg)["resolved"] == 6 and samples(reg)["invalid"] == 1
 
 
 async def test_subdomain_resolver() -> None:

@@ -76,30 +76,36 @@ def _as_tenant(value: Tenant | str | None) -> Tenant | None:
     raise InvalidTenant(f"expected a Tenant, a string or None, got {type(value).__name__}")
 
 
-_Saved = tuple[Token[Tenant | None], Token[Any], "Tenant | None", Any]
+_Saved = tuple[Token[Tenant | None], Token[Any]]
+_MISSING = Token.MISSING
 
 
 def _enter(tenant: Tenant | None) -> _Saved:
-    prev_tenant = _TENANT.get()
-    prev_log = _LOG_ID.get()
-    return (
-        _TENANT.set(tenant),
-        _LOG_ID.set(Ellipsis if tenant is None else tenant.id),
-        prev_tenant,
-        prev_log,
-    )
+    return (_TENANT.set(tenant), _LOG_ID.set(Ellipsis if tenant is None else tenant.id))
 
 
-def _leave(saved: _Saved) -> None:
-    t_token, l_token, prev_tenant, prev_log = saved
+def _restore(t_token: Token[Tenant | None], l_token: Token[Any]) -> None:
+    """Leave a scope whose tokens belong to another context (or were used already):
+    set back the values they replaced (``Token.old_value``) in this context."""
     try:
         _TENANT.reset(t_token)
-    except (ValueError, RuntimeError):  # another context, or a token used twice
-        _TENANT.set(prev_tenant)
+    except (ValueError, RuntimeError):
+        old = t_token.old_value
+        _TENANT.set(None if old is _MISSING else old)
     try:
         _LOG_ID.reset(l_token)
     except (ValueError, RuntimeError):
-        _LOG_ID.set(prev_log)
+        old = l_token.old_value
+        _LOG_ID.set(Ellipsis if old is _MISSING else old)
+
+
+def _leave(saved: _Saved) -> None:
+    t_token, l_token = saved
+    try:
+        _TENANT.reset(t_token)
+        _LOG_ID.reset(l_token)
+    except (ValueError, RuntimeError):  # another context, or a token used twice
+        _restore(t_token, l_token)
 
 
 class tenant_scope:
@@ -109,17 +115,27 @@ class tenant_scope:
     nest and each restores what was current before it. An id is validated when
     the scope is created (:class:`InvalidTenant`). One scope object may be
     entered again once it has been left, and re-entered while active (each
-    exit restores its own entry).
+    exit restores its own entry). Leaving it in another context than the one
+    it was entered in sets back the values saved on entry instead of raising
+    ``ValueError``.
     """
 
-    __slots__ = ("_saved", "tenant")
+    __slots__ = ("_l_token", "_log_value", "_outer", "_t_token", "tenant")
 
     def __init__(self, tenant: Tenant | str | None) -> None:
-        self.tenant = _as_tenant(tenant)
-        self._saved: list[_Saved] = []
+        self.tenant = tenant = _as_tenant(tenant)
+        self._log_value: Any = Ellipsis if tenant is None else tenant.id
+        self._t_token: Token[Tenant | None] | None = None
+        self._l_token: Token[Any] | None = None
+        self._outer: list[_Saved] | None = None  # entries of a re-entered scope object
 
     def __enter__(self) -> Tenant | None:
-        self._saved.append(_enter(self.tenant))
+        if self._t_token is not None:
+            if self._outer is None:
+                self._outer = []
+            self._outer.append((self._t_token, self._l_token))  # type: ignore[arg-type]
+        self._t_token = _TENANT.set(self.tenant)
+        self._l_token = _LOG_ID.set(self._log_value)
         return self.tenant
 
     def __exit__(
@@ -128,7 +144,18 @@ class tenant_scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _leave(self._saved.pop())
+        t_token, l_token = self._t_token, self._l_token
+        if t_token is None or l_token is None:
+            raise RuntimeError("tenant_scope exited without being entered")
+        if self._outer:
+            self._t_token, self._l_token = self._outer.pop()
+        else:
+            self._t_token = self._l_token = None
+        try:
+            _TENANT.reset(t_token)
+            _LOG_ID.reset(l_token)
+        except (ValueError, RuntimeError):
+            _restore(t_token, l_token)
 
     async def __aenter__(self) -> Tenant | None:
         return self.__enter__()

@@ -30,10 +30,10 @@ from prometheus_client import CollectorRegistry
 from opskit._core.asgi import ASGIApp, Receive, Scope, Send, send_problem
 from opskit._core.clock import Clock
 from opskit.tenancy import _gate
-from opskit.tenancy._context import _enter, _leave
+from opskit.tenancy._context import _LOG_ID, _TENANT, _restore
 from opskit.tenancy._errors import InvalidTenant
 from opskit.tenancy._tenant import Tenant
-from opskit.tenancy.resolvers import Found, Resolver
+from opskit.tenancy.resolvers import Found, Resolver, _Header
 
 __all__ = ["TenantMiddleware"]
 
@@ -94,6 +94,14 @@ class TenantMiddleware:
         self._mutates = gate.resolver.mutates
         self._exempt = gate.exempt
         self._decide = gate.decide
+        # The fast path's state: the header's raw name (a header resolver and no
+        # lookup only) and the Tenant for each raw value seen.
+        resolver_ = gate.resolver
+        self._fast_header: bytes | None = (
+            resolver_.raw_name if isinstance(resolver_, _Header) and lookup is None else None
+        )
+        self._by_raw: dict[bytes, Tenant] = {}
+        self._by_raw_get: Callable[[Any], Tenant | None] = self._by_raw.get
         self._counts = gate.counts
         self._required = required
         self._async_lookup = lookup is not None and _is_async(lookup)
@@ -104,6 +112,37 @@ class TenantMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        want = self._fast_header
+        if want is not None:
+            # The common case, with the fewest operations: a header resolver, no
+            # lookup, and an id this middleware has seen before. Anything else
+            # (a new id, a repeated header, an exempt path) takes the full path.
+            raw = None
+            for key, value in scope.get("headers", ()):
+                if key == want:
+                    if raw is not None:
+                        raw = None
+                        break
+                    raw = value
+            tenant = self._by_raw_get(raw)
+            if tenant is not None:
+                exempt = self._exempt
+                if exempt is None or not exempt(scope.get("path") or ""):
+                    self._counts[_RESOLVED] += 1
+                    t_token = _TENANT.set(tenant)
+                    l_token = _LOG_ID.set(tenant.id)
+                    try:
+                        await self.app(scope, receive, send)
+                    finally:
+                        try:
+                            _TENANT.reset(t_token)
+                            _LOG_ID.reset(l_token)
+                        except (ValueError, RuntimeError):  # pragma: no cover - same task
+                            _restore(t_token, l_token)
+                    return
+        await self._full(kind, scope, receive, send)
+
+    async def _full(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
         counts = self._counts
         exempt = self._exempt
         if exempt is not None and exempt(scope.get("path") or ""):
@@ -112,6 +151,7 @@ class TenantMiddleware:
             return
         if self._mutates:
             scope = dict(scope)
+        found: Found = None
         try:
             found = self._resolve(scope)
         except InvalidTenant:
@@ -120,21 +160,31 @@ class TenantMiddleware:
             decided = self._gate.resolver_failed(exc)
         else:
             decided = self._decide(found)
-        if decided.__class__ is str:
+        if isinstance(decided, str):
             decided = await self._lookup(decided)
-        if decided.__class__ is not Tenant:
+        if not isinstance(decided, Tenant):
             if decided == _MISSING and not self._required:
                 counts[_MISSING] += 1
                 await self.app(scope, receive, send)
                 return
-            await self._reject(decided, kind, receive, send)  # type: ignore[arg-type]
+            await self._reject(decided, kind, receive, send)
             return
+        if self._fast_header is not None and isinstance(found, str):
+            by_raw = self._by_raw
+            if len(by_raw) >= self._gate.cache_size:
+                by_raw.clear()
+            by_raw[found.encode("latin-1")] = decided
         counts[_RESOLVED] += 1
-        saved = _enter(decided)
+        t_token = _TENANT.set(decided)
+        l_token = _LOG_ID.set(decided.id)
         try:
             await self.app(scope, receive, send)
         finally:
-            _leave(saved)
+            try:
+                _TENANT.reset(t_token)
+                _LOG_ID.reset(l_token)
+            except (ValueError, RuntimeError):  # pragma: no cover - the same task
+                _restore(t_token, l_token)
 
     async def _reject(self, outcome: int, kind: str, receive: Receive, send: Send) -> None:
         counts = self._counts

@@ -44,21 +44,22 @@ class Resolver:
 
 
 class _Header(Resolver):
-    __slots__ = ("_environ_key", "_raw_name", "name")
+    __slots__ = ("_environ_key", "name", "raw_name")
 
     def __init__(self, name: str) -> None:
         if not name or not isinstance(name, str):
             raise ValueError("header name must be a non-empty string")
         self.name = name
-        self._raw_name = name.lower().encode("latin-1")
+        self.raw_name = name.lower().encode("latin-1")
         key = name.upper().replace("-", "_")
         self._environ_key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
 
     def asgi(self, scope: MutableMapping[str, Any]) -> Found:
-        want = self._raw_name
+        want = self.raw_name
         found: bytes | None = None
+        # ASGI servers send lowercase names; a hand-built scope may not.
         for key, value in scope.get("headers") or ():
-            if key == want or (key.lower() == want):
+            if key == want or key.lower() == want:
                 if found is not None and value != found:
                     raise InvalidTenant(f"header {self.name} is repeated with different values")
                 found = value
