@@ -27,7 +27,6 @@ class Check:
     is_async: bool
     component_type: str | None = None
     measurement: str | None = None
-    description: str | None = None
 
 
 def is_async_callable(obj: Any) -> bool:

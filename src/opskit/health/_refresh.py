@@ -48,7 +48,7 @@ class Refresher:
 
     async def refresh_once(self) -> None:
         reg = self._registry
-        full = await reg.execute(ALL)
+        full = await reg._execute(ALL)
         reports = {ALL: full}
         for group in reg.groups:
             names = [n for n in reg.names if group in reg.groups_of(n) and n in full.checks]
@@ -56,7 +56,7 @@ class Refresher:
                 {n: full.checks[n] for n in names}, group=group, time=full.time,
                 service=reg.service, version=reg.version, release_id=reg.release_id,
             )  # fmt: skip
-            reg.record(group, part)
+            reg._record(group, part)
             reports[group] = part
         self._reports = reports
         self.ready.set()

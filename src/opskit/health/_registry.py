@@ -267,7 +267,7 @@ class HealthRegistry:
 
     async def _lead(self, key: str, flight: concurrent.futures.Future[HealthReport]) -> None:
         try:
-            report = await self.execute(key)
+            report = await self._execute(key)
         except BaseException as exc:
             with self._lock:
                 self._flights.pop(key, None)
@@ -281,7 +281,7 @@ class HealthRegistry:
             self._flights.pop(key, None)
         flight.set_result(report)
 
-    async def execute(self, key: str) -> HealthReport:
+    async def _execute(self, key: str) -> HealthReport:
         """Run the checks of ``key`` (a group, or ``"all"``) now, bypassing the cache."""
         entries = self._select(key)
         results = await asyncio.gather(
@@ -295,12 +295,12 @@ class HealthRegistry:
             version=self.version,
             release_id=self.release_id,
         )
-        self.record(key, report)
+        self._record(key, report)
         return report
 
     # -- telemetry ------------------------------------------------------------------
 
-    def record(self, key: str, report: HealthReport) -> None:
+    def _record(self, key: str, report: HealthReport) -> None:
         """Update metrics from ``report``; log each check that stops (or starts) passing."""
         events: list[tuple[str, str, dict[str, Any]]] = []
         with self._lock:
