@@ -262,134 +262,48 @@ def test_a_secret_on_the_command_line_is_refused_and_never_echoed(flag: list[str
     assert proc.returncode == 2 and "whsec_typed_on_argv" not in proc.stderr + proc.stdout
 
 
-def test_bad_input_is_a_message_and_exit_2(tmp_path: Path) -> None:
-    env = {VAR: SECRETS["stripe"]}
-    usage_error(
-        opskit("sign", "--scheme", "stripe", "--secret-env", "OPSKIT_TEST_UNSET", body=JSON_BODY),
-        "environment variable OPSKIT_TEST_UNSET is not set",
-    )
-    usage_error(
-        opskit("sign", "--scheme", "stripe", "--secret-env", VAR, body=JSON_BODY, env={VAR: " , "}),
-        "holds no secret",
-    )
-    usage_error(
-        opskit(
-            "sign", "--scheme", "stripe", "--secret-file", str(tmp_path / "nope"), body=JSON_BODY
-        ),
-        "cannot read --secret-file",
-    )
-    usage_error(opskit("sign", "--scheme", "stripe", body=JSON_BODY, env=env), "--secret-env")
-    usage_error(
-        opskit("sign", "--scheme", "paypal", "--secret-env", VAR, env=env), "unknown scheme"
-    )
-    usage_error(opskit("frobnicate"), "invalid choice")
-    usage_error(
-        opskit(
-            "verify",
-            "--scheme",
-            "stripe",
-            "--secret-env",
-            VAR,
-            "--header",
-            "NoColon",
-            body=JSON_BODY,
-            env=env,
-        ),
-        "--header #1",
-    )
-    usage_error(
-        opskit(
-            "verify",
-            "--scheme",
-            "stripe",
-            "--secret-env",
-            VAR,
-            "--header",
-            "Stripe Signature: t=1",
-            body=JSON_BODY,
-            env=env,
-        ),
-        "--header #1",
-    )
-    usage_error(
-        opskit(
-            "verify",
-            "--scheme",
-            "stripe",
-            "--secret-env",
-            VAR,
-            "--tolerance",
-            "-1",
-            body=JSON_BODY,
-            env=env,
-        ),
-        "--tolerance",
-    )
-    twilio_env = {VAR: SECRETS["twilio"]}
-    usage_error(
-        opskit("sign", "--scheme", "twilio", "--secret-env", VAR, body=FORM_BODY, env=twilio_env),
-        "--url URL",
-    )
-    usage_error(
-        opskit(
-            "verify",
-            "--scheme",
-            "twilio",
-            "--secret-env",
-            VAR,
-            "--header",
-            "X-Twilio-Signature: x",
-            body=FORM_BODY,
-            env=twilio_env,
-        ),
-        "--url URL",
-    )
-    usage_error(
-        opskit(
-            "verify",
-            "--scheme",
-            "twilio",
-            "--secret-env",
-            VAR,
-            "--url",
-            URL,
-            "--expect-param",
-            "Bad-Name",
-            body=FORM_BODY,
-            env=twilio_env,
-        ),
-        "A-Za-z0-9_",
-    )
-    usage_error(
-        opskit("sign", "--scheme", "hmac", "--secret-env", VAR, body=JSON_BODY, env=env),
-        "--hmac-header",
-    )
-    bad_sw = "whsec_!!not*base64!!"
-    proc = opskit(
-        "sign",
-        "--scheme",
-        "standard-webhooks",
-        "--secret-env",
-        VAR,
-        body=JSON_BODY,
-        env={VAR: bad_sw},
-    )
-    usage_error(proc, "base64")
-    assert_clean(proc, bad_sw)
-    usage_error(
-        opskit(
-            "sign",
-            "--scheme",
-            "stripe",
-            "--secret-env",
-            VAR,
-            "--curl",
-            "http://127.0.0.1:1/x",
-            body=b"\x00\xffbinary",
-            env=env,
-        ),
-        "--body-file",
-    )
+def test_a_secret_given_to_secret_env_is_not_echoed() -> None:
+    proc = opskit("sign", "--scheme", "stripe", "--secret-env", "whsec_my_real_secret",
+                  body=JSON_BODY)  # fmt: skip
+    usage_error(proc, "NAME of an environment variable")
+    assert_clean(proc, "whsec_my_real_secret")
+
+
+ST, TW = {VAR: SECRETS["stripe"]}, {VAR: SECRETS["twilio"]}
+SIGN_ST = ["sign", "--scheme", "stripe", "--secret-env", VAR]
+VERIFY_ST = ["verify", "--scheme", "stripe", "--secret-env", VAR]
+VERIFY_TW = ["verify", "--scheme", "twilio", "--secret-env", VAR]
+BAD_INPUT = [  # (arguments, environment, body, what the message says)
+    (["sign", "--scheme", "stripe", "--secret-env", "OPSKIT_TEST_UNSET"], {}, JSON_BODY,
+     "environment variable OPSKIT_TEST_UNSET is not set"),
+    (SIGN_ST, {VAR: " , "}, JSON_BODY, "holds no secret"),
+    (["sign", "--scheme", "stripe", "--secret-file", "/nonexistent/secret"], {}, JSON_BODY,
+     "cannot read --secret-file"),
+    (["sign", "--scheme", "stripe"], ST, JSON_BODY, "--secret-env"),
+    (["sign", "--scheme", "paypal", "--secret-env", VAR], ST, b"", "unknown scheme"),
+    (["frobnicate"], {}, b"", "invalid choice"),
+    ([*VERIFY_ST, "--header", "NoColon"], ST, JSON_BODY, "--header #1"),
+    ([*VERIFY_ST, "--header", "Stripe Signature: t=1"], ST, JSON_BODY, "--header #1"),
+    ([*VERIFY_ST, "--header", "A: b", "--header", "X: a\rb"], ST, JSON_BODY, "--header #2"),
+    ([*VERIFY_ST, "--tolerance", "-1"], ST, JSON_BODY, "--tolerance"),
+    (["sign", "--scheme", "twilio", "--secret-env", VAR], TW, FORM_BODY, "--url URL"),
+    ([*VERIFY_TW, "--header", "X-Twilio-Signature: x"], TW, FORM_BODY, "--url URL"),
+    ([*VERIFY_TW, "--url", URL, "--expect-param", "Bad-Name"], TW, FORM_BODY, "A-Za-z0-9_"),
+    (["sign", "--scheme", "hmac", "--secret-env", VAR], ST, JSON_BODY, "--hmac-header"),
+    (["sign", "--scheme", "standard-webhooks", "--secret-env", VAR],
+     {VAR: "whsec_!!not*base64!!"}, JSON_BODY, "base64"),
+    ([*SIGN_ST, "--curl", "http://127.0.0.1:1/x"], ST, b"\x00\xffbinary", "--body-file"),
+    ([*SIGN_ST, "--body-file", "/nonexistent/body"], ST, b"", "cannot read --body-file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "env", "body", "needle"), BAD_INPUT)
+def test_bad_input_is_a_message_and_exit_2(
+    args: list[str], env: dict[str, str], body: bytes, needle: str
+) -> None:
+    proc = opskit(*args, body=body, env=env)
+    usage_error(proc, needle)
+    assert_clean(proc, *SECRETS.values(), *(v for v in env.values() if len(v) > 6))
 
 
 def test_help_lists_the_subcommand() -> None:

@@ -35,6 +35,7 @@ __all__ = ["main"]
 
 SCHEMES = ("standard-webhooks", "stripe", "github", "slack", "twilio", "shopify", "hmac", "bearer")
 _PROG = "opskit webhooks"
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # names echoed back (by convention)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP field name (RFC 9110)
 
 
@@ -153,6 +154,8 @@ def _secrets(args: argparse.Namespace) -> list[str]:
         var = args.secret_env
         raw = os.environ.get(var)
         if raw is None:
+            if not _ENV_NAME.fullmatch(var):  # perhaps the secret itself: not echoed
+                raise UsageError("--secret-env takes the NAME of an environment variable")
             raise UsageError(f"environment variable {var} is not set")
         items = [s.strip() for s in raw.split(",") if s.strip()]
         where = f"environment variable {var}"
