@@ -7,6 +7,7 @@ half-open probe's permit. The breaker's time is a ManualClock; nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -219,6 +220,38 @@ def test_a_kept_trip_whose_opening_is_over_is_not_replayed(
     assert dep.calls == 1
     assert client.hget(STATE, "state") in (None, b"closed")
     assert b.state is State.CLOSED
+
+
+async def test_a_trip_made_while_another_tasks_sync_is_in_flight_waits_for_its_own_flush(
+    restartable_redis: RedisServer, aclient: redis.asyncio.Redis
+) -> None:
+    clock = ManualClock()
+    b = make(aclient, clock, "local")
+    await b.call_async(Counted().acall)
+    clock.advance(0.1)  # a sync is due
+
+    async def kill_then_answer() -> str:
+        restartable_redis.kill()  # after this task's sync came back, before any other
+        return "ok"
+
+    syncing = asyncio.ensure_future(b.call_async(kill_then_answer))
+    for _ in range(100):  # until that task's flush waits for Redis's reply
+        if b._store.sync_lock.locked():
+            break
+        await asyncio.sleep(0)
+    assert b._store.sync_lock.locked()
+    for _ in range(3):  # these trip it; its flush cannot start while the other is in flight
+        with pytest.raises(ConnectionError):
+            await b.call_async(aboom)
+    # That flush carried none of the three failures; the trip's own flush, right
+    # after this call, meets the dead server.
+    assert await syncing == "ok"
+    assert b.snapshot().state is State.OPEN
+    dep = Counted()
+    with pytest.raises(CircuitOpenError):
+        await b.call_async(dep.acall)
+    assert dep.calls == 0
+    assert b.snapshot().times_opened == 1
 
 
 def test_a_trip_with_redis_up_is_still_decided_by_the_fleet(client: redis.Redis) -> None:

@@ -248,6 +248,8 @@ class _Binding:
         self.blind = False  # degraded under "allow"/"deny": every call takes the slow path
         self.flush_due = False  # an async local trip waiting for its flush
         self.trip: int | None = None  # the generation of a local trip the fleet has not seen
+        self.trips = 0  # local trips so far; ``trips_sent``: as many as the last flush carried
+        self.trips_sent = 0
         # The outcomes of the flush that found Redis down with a local trip in them, and
         # the generation that trip opened: sent on rejoining while that opening stands.
         self.carry: tuple[list[str], int] | None = None
@@ -271,6 +273,7 @@ class _Binding:
         If that flush fails, the local state keeps its own decision (see _flush_failed).
         """
         self.trip = gen
+        self.trips += 1
         self.next_sync = 0.0
         if self.store.is_async:
             self.flush_due = True
@@ -417,6 +420,7 @@ class _Binding:
 
     def _sync_args(self) -> list[str]:
         b = self.b
+        self.trips_sent = self.trips
         b._fold()
         counts = b._counts
         ok = counts["success"] + counts["slow"]
@@ -498,9 +502,14 @@ class _Binding:
     def _adopt_sync(self, reply: Any) -> None:
         self._recovered()
         self.synced = True
-        self.trip = None  # the fleet has seen it and decided
         state, remaining, gen = _text(reply[0]), float(_text(reply[1])), reply[2]
         self.next_sync = self.b._now() + self.store.sync_interval
+        if self.trips == self.trips_sent:
+            self.trip = None  # the fleet has seen it and decided
+        else:
+            # A trip came while this flush was in flight (another thread or task): it
+            # still waits for its own flush, at the next call.
+            self.next_sync = 0.0
         self._adopt(State(state), remaining)
         self.remote_gen = gen
 
