@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import signal
 import subprocess
 import sys
 import threading
@@ -322,3 +324,29 @@ async def test_call_sync_and_async(make_health: Any) -> None:
     assert report.checks["bad"].status is Status.WARN and report.checks["bad"].output == "KeyError"
     with pytest.raises(TypeError):
         checks.call(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.redis
+async def test_redis_frozen_times_out_without_piling_up_threads(
+    make_health: Any, restartable_redis: Any
+) -> None:
+    client = restartable_redis.client(socket_connect_timeout=30, socket_timeout=30)
+    assert client.ping()
+    h = make_health(cache_ttl=0)
+    h.add("redis", checks.redis_ping(client), timeout=0.2)
+    proc = restartable_redis.proc
+    proc.send_signal(signal.SIGSTOP)  # frozen: connections stay open, nothing answers
+    try:
+        first = await h.run()
+        hung = h._entries["redis"].flight
+        for _ in range(3):
+            report = await h.run()
+            assert report.checks["redis"].output == "timed out after 0.2 s"
+            assert h._entries["redis"].flight is hung  # the same call, never a second one
+        assert first.status is Status.FAIL and h.thread_count == 1
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert hung is not None
+    await asyncio.wrap_future(hung)  # the frozen PING completes once the server thaws
+    assert (await h.run()).status is Status.PASS
+    client.close()
