@@ -321,3 +321,71 @@ def test_endpoint_configuration_errors(setup: Any) -> None:
         health_asgi.HealthEndpoints(h, live="/h", detail="/h")
     with pytest.raises(TypeError, match="HealthRegistry"):
         health_asgi.HealthEndpoints(object())  # type: ignore[arg-type]
+
+
+# -- background refresh behind real servers ----------------------------------------------
+
+
+def test_uvicorn_refresh_runs_before_requests_and_stops_at_shutdown(make_health: Any) -> None:
+    h = make_health(cache_ttl=0, clock=None)
+    db = Counter()
+    h.add("db", db, groups={"readiness"})
+    app = health_asgi.HealthEndpoints(h, refresh=3600, show_details="always")
+    with run_asgi_lifespan(app) as (base, (server, thread)):
+        assert h.refreshing and h._refresher.ready.wait(10)
+        assert db.calls == 1  # ran at startup, before any request
+        for path in ("/health", "/readyz", "/health"):
+            assert httpx.get(base + path).json()["status"] == "pass"
+        assert db.calls == 1  # requests read the refreshed report, never run a check
+        server.should_exit = True
+        thread.join(10)
+    assert not h.refreshing and h.draining
+
+
+def test_waitress_refresh_on_a_thread(make_health: Any) -> None:
+    h = make_health(cache_ttl=0, clock=None)
+    db = Counter()
+    h.add("db", db)
+    app = health_wsgi.HealthEndpoints(h, refresh=3600)
+    try:
+        assert h._refresher.ready.wait(10) and db.calls == 1
+        with run_wsgi(app) as base:
+            for _ in range(5):
+                assert httpx.get(f"{base}/readyz").status_code == 200
+        assert db.calls == 1
+    finally:
+        h.stop_refresh_sync()
+    assert not h.refreshing
+
+
+def test_waitress_concurrent_requests_run_each_check_once(make_health: Any) -> None:
+    h = make_health(cache_ttl=30)
+    gate = threading.Event()
+    calls = 0
+
+    def db() -> bool:
+        nonlocal calls
+        calls += 1
+        gate.wait(10)
+        return True
+
+    h.add("db", db, timeout=10)
+    results: list[int] = []
+    with run_wsgi(health_wsgi.HealthEndpoints(h)) as base:
+
+        def get() -> None:
+            results.append(httpx.get(f"{base}/health", timeout=20).status_code)
+
+        threads = [threading.Thread(target=get) for _ in range(20)]
+        for t in threads:
+            t.start()
+        gate.set()
+        for t in threads:
+            t.join(30)
+    assert results == [200] * 20 and calls == 1
+
+
+def test_refresh_must_be_positive(setup: Any) -> None:
+    h, _, _ = setup
+    with pytest.raises(ValueError, match="refresh"):
+        health_asgi.HealthEndpoints(h, refresh=0)

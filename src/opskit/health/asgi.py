@@ -36,7 +36,9 @@ def _encode(answer: Answer) -> _Encoded:
 
 class HealthEndpoints:
     """``show_details``: ``"never"`` (only ``status``), ``"always"``, or
-    ``callable(scope) -> bool``. ``render(report) -> dict`` replaces the detail body."""
+    ``callable(scope) -> bool``. ``render(report) -> dict`` replaces the detail body.
+    ``refresh=seconds`` starts ``health.start_refresh(seconds)`` on the server's loop at
+    lifespan startup and stops it at shutdown."""
 
     def __init__(
         self,
@@ -48,9 +50,15 @@ class HealthEndpoints:
         detail: str | None = "/health",
         show_details: Literal["never", "always"] | Callable[[Any], bool] = "never",
         render: Callable[[HealthReport], Any] | None = None,
+        refresh: float | None = None,
     ) -> None:
+        if refresh is not None and (
+            isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or not refresh > 0
+        ):
+            raise ValueError(f"refresh must be a positive interval in seconds, not {refresh!r}")
         self.health = health
         self.app = app
+        self.refresh = refresh
         self._ep = Endpoints(health, live=live, ready=ready, detail=detail,
                              show_details=show_details, render=render)  # fmt: skip
         self._memo: dict[tuple[str, bool], tuple[HealthReport, _Encoded]] = {}
@@ -110,24 +118,34 @@ class HealthEndpoints:
         return encoded
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        health = self.health
         if self.app is None:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    self._started()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    health.set_draining()
-                    if health.refreshing:
-                        await health.stop_refresh()
+                    await self._stopping()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
         async def observed() -> Message:
             message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                health.set_draining()
+            if message["type"] == "lifespan.startup":
+                self._started()
+            elif message["type"] == "lifespan.shutdown":
+                await self._stopping()
             return message
 
         assert self.app is not None
         await self.app(scope, observed, send)
+
+    def _started(self) -> None:
+        if self.refresh is not None and not self.health.refreshing:
+            self.health.start_refresh(self.refresh)
+
+    async def _stopping(self) -> None:
+        # Readiness fails first, so a load balancer stops routing before the exit.
+        self.health.set_draining()
+        if self.health.refreshing:
+            await self.health.stop_refresh()

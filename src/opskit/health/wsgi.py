@@ -27,7 +27,8 @@ __all__ = ["HealthEndpoints"]
 
 class HealthEndpoints:
     """``show_details``: ``"never"`` (only ``status``), ``"always"``, or
-    ``callable(environ) -> bool``. ``render(report) -> dict`` replaces the detail body."""
+    ``callable(environ) -> bool``. ``render(report) -> dict`` replaces the detail body.
+    ``refresh=seconds`` starts ``health.start_refresh(seconds)`` (a daemon thread) now."""
 
     def __init__(
         self,
@@ -39,11 +40,15 @@ class HealthEndpoints:
         detail: str | None = "/health",
         show_details: Literal["never", "always"] | Callable[[Any], bool] = "never",
         render: Callable[[HealthReport], Any] | None = None,
+        refresh: float | None = None,
     ) -> None:
         self.health = health
         self.app = app
         self._ep = Endpoints(health, live=live, ready=ready, detail=detail,
                              show_details=show_details, render=render)  # fmt: skip
+        if refresh is not None and not health.refreshing:
+            # No lifespan in WSGI: the refresh starts now, on a daemon thread.
+            health.start_refresh(refresh)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         kind = self._ep.paths.get(environ.get("PATH_INFO") or "/")
