@@ -266,6 +266,24 @@ def test_a_trip_with_redis_up_is_still_decided_by_the_fleet(client: redis.Redis)
     assert b.snapshot().state is State.OPEN
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+def test_manual_states_are_kept_locally_when_redis_is_dead(
+    restartable_redis: RedisServer, client: redis.Redis, policy: str
+) -> None:
+    b = make(client, ManualClock(), policy)
+    b.call(Counted())
+    restartable_redis.kill()
+    if policy == "raise":
+        with pytest.raises(redis.ConnectionError):
+            b.force_open()
+    else:
+        b.force_open()
+    assert b.snapshot().state is State.FORCED_OPEN
+    if policy != "allow":  # "allow" passes every call while Redis is down
+        with pytest.raises(CircuitOpenError):
+            b.call(Counted())
+
+
 # -- half-open: Redis dies while a probe runs ---------------------------------------------
 
 

@@ -274,11 +274,13 @@ class CircuitBreaker:
         self._manual(CLOSED)
 
     def _manual(self, target: State) -> None:
-        if self._store is not None:
-            self._store.set_state(target)
-        with self._lock:
-            change = self._set_state_locked(target, self._now())
-        self._emit(change)
+        try:
+            if self._store is not None:
+                self._store.set_state(target)
+        finally:  # under on_error="raise" the Redis error surfaces after the local change
+            with self._lock:
+                change = self._set_state_locked(target, self._now())
+            self._emit(change)
 
     # -- transitions (under the lock) ------------------------------------------------
 
