@@ -466,3 +466,27 @@ def test_what_still_verifies_after_mutation_is_what_was_signed(
             assert mheaders.get(header) == headers.get(header), header
     if name == "twilio_strict":
         assert set(outcome.form()) >= EXPECT
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_what_still_verifies_after_mutating_a_bearer_header_is_the_secret(
+    data: st.DataObject,
+) -> None:
+    cron = BearerSecret(secrets=["cron-s3cret-new", "cron-s3cret-old"], metrics=False)
+    value = data.draw(st.sampled_from(["Bearer cron-s3cret-new", "Bearer cron-s3cret-old"]))
+    mutated = value
+    for _ in range(data.draw(st.integers(1, 3))):
+        mutated = mutate_text(data, mutated)
+    reason = None
+    try:
+        cron.verify({"Authorization": mutated})
+    except WebhookError as exc:
+        reason = exc.reason
+    if reason is not None:
+        assert reason in ("missing_header", "malformed_header", "signature_mismatch")
+        return
+    kind, _, token = mutated.strip(OWS).partition(" ")
+    # Only OWS, the scheme word's case and extra spaces before the token may differ.
+    assert kind.lower() == "bearer"
+    assert token.strip(OWS) == value.partition(" ")[2]
