@@ -21,6 +21,8 @@ def make_health(metrics: CollectorRegistry) -> Iterator[object]:
     def make(**kwargs: object) -> HealthRegistry:
         kwargs.setdefault("registry", metrics)
         kwargs.setdefault("clock", ManualClock())
+        # Checks meant to answer get 10 s: a loaded machine must not turn them into timeouts.
+        kwargs.setdefault("default_timeout", 10.0)
         h = HealthRegistry(**kwargs)  # type: ignore[arg-type]
         made.append(h)
         return h

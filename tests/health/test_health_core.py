@@ -62,7 +62,7 @@ async def test_return_values_become_results(make_health: Any, value: Any, status
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(["pass", "warn", "fail", "raise"])),
                 max_size=8))  # fmt: skip
 def test_aggregation_rule(spec: list[tuple[bool, str]]) -> None:
-    h = HealthRegistry(clock=ManualClock(), registry=CollectorRegistry())
+    h = HealthRegistry(clock=ManualClock(), registry=CollectorRegistry(), default_timeout=10)
     try:
         for i, (critical, outcome) in enumerate(spec):
 
@@ -547,7 +547,7 @@ async def test_refresh_runs_before_requests_and_requests_never_run_checks() -> N
 
 
 def test_refresh_on_a_thread_without_a_loop() -> None:
-    h = HealthRegistry(registry=CollectorRegistry())
+    h = HealthRegistry(registry=CollectorRegistry(), default_timeout=10)
     ran = threading.Event()
     h.add("db", lambda: ran.set())
     h.start_refresh(interval=3600)
