@@ -14,6 +14,9 @@
    the server is pinned to one CPU and the load to the others. Apps run
    interleaved, several rounds: the best req/s of each, the median of the
    rounds' own ratios, and the server's CPU time per request.
+4. Instructions per request (valgrind, where installed) of each app served in
+   process by uvicorn's httptools protocol: the middleware's cost counted, free
+   of the machine's speed and its neighbours.
 Targets: the middleware keeps >= 95% of the bare app's req/s and is faster than
 asgi-correlation-id.
 """
@@ -24,8 +27,10 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -270,12 +275,111 @@ def throughput(rounds: int, seconds: float) -> None:
     print(f"\n({where}; a shared 2-CPU machine: figures are noisy)")
 
 
+def instructions(counts: tuple[int, int] = (500, 1500)) -> None:
+    """Instructions valgrind counts while uvicorn's httptools protocol serves each app
+    in process (uvloop, a transport that drops what it is given; no sockets), for two
+    numbers of requests: the difference divided by the requests between them. When
+    the server's CPU limits throughput, bare / opskit is the share of req/s kept."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("\n(valgrind not installed: instructions per request not counted)")
+        return
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:
+        return
+    per = {}
+    for kind in KINDS:
+        low, high = (_instructions(valgrind, kind, n) for n in counts)
+        per[kind] = (high - low) / (counts[1] - counts[0])
+    print("\nuvicorn (httptools, uvloop) in process: instructions per request (valgrind)")
+    for kind in KINDS:
+        print(f"  {kind:15} {per[kind]:9.0f}")
+    print(f"  bare / opskit: {per['bare'] / per['opskit']:.1%} (target >= 95%);"
+          f" opskit adds {per['opskit'] - per['bare']:.0f}")  # fmt: skip
+    print(f"  correlation-id / opskit: {per['correlation-id'] / per['opskit']:.3f}x"
+          f" (correlation-id adds {per['correlation-id'] - per['bare']:.0f})")  # fmt: skip
+
+
+def _instructions(valgrind: str, kind: str, n: int) -> int:
+    cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+           sys.executable, __file__, "--in-process", kind, str(n)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+    for line in out.stderr.splitlines():
+        if "I" in line and "refs:" in line:
+            return int(line.rsplit(":", 1)[1].replace(",", ""))
+    raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+
+
+class _Sink(asyncio.Transport):
+    """Drops what is written; wakes the waiter when a response (head, body) is complete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.done: asyncio.Future[None] | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+        if self.writes % 2 == 0 and self.done is not None:
+            self.done.set_result(None)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def serve_in_process(kind: str, n: int) -> None:
+    """Serve ``n`` GET requests of ``kind`` through uvicorn's httptools protocol."""
+    import uvloop
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    config = Config(make_app(kind), http="httptools", loop="uvloop", lifespan="off",
+                    access_log=False, log_level="error")  # fmt: skip
+    config.load()
+    request = (f"GET / HTTP/1.1\r\nHost: bench\r\nX-Tenant-ID: acme\r\n"
+               f"X-Request-ID: {REQUEST_ID}\r\n\r\n").encode()  # fmt: skip
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        protocol = HttpToolsProtocol(config, ServerState(), {}, loop)
+        sink = _Sink()
+        protocol.connection_made(sink)
+        for _ in range(n):
+            sink.done = loop.create_future()
+            protocol.data_received(request)
+            await sink.done
+
+    uvloop.run(run())
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--in-process"]:
+        serve_in_process(sys.argv[2], int(sys.argv[3]))
+        return
     quick = "--quick" in sys.argv
     print(f"python {sys.version.split()[0]}")
     scopes()
     in_process()
     throughput(rounds=3 if quick else 8, seconds=1.0 if quick else 1.5)
+    instructions()
 
 
 if __name__ == "__main__":

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from opskit.tenancy import Tenant, current_tenant, get_tenant, resolvers, tenant_scope
+from opskit.tenancy import (
+    DEFAULT_ID_PATTERN,
+    Tenant,
+    current_tenant,
+    get_tenant,
+    resolvers,
+    tenant_scope,
+)
 from opskit.tenancy.asgi import TenantMiddleware
 from opskit.testing import ManualClock
 from tenancy._tn import asgi_text, call, get, http_scope
@@ -31,6 +41,9 @@ def mw(app: Any = echo, **kw: Any) -> TenantMiddleware:
     return TenantMiddleware(app, **kw)
 
 
+valid_ids = st.from_regex(re.compile(DEFAULT_ID_PATTERN), fullmatch=True)
+
+
 def samples(registry: CollectorRegistry) -> dict[str, float]:
     out = {}
     for fam in registry.collect():
@@ -39,6 +52,9 @@ def samples(registry: CollectorRegistry) -> dict[str, float]:
                 assert set(s.labels) == {"outcome"}  # never a tenant label
                 out[s.labels["outcome"]] = s.value
     return out
+
+
+APP = mw()  # one middleware for the property test: its fast path warms up across examples
 
 
 async def test_header_resolves_and_nothing_is_left() -> None:
@@ -406,3 +422,52 @@ def test_bad_configuration() -> None:
         TenantMiddleware(echo, exempt=[1])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="tenant"):
         resolvers.path_prefix("/t/")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(valid_ids, st.text(max_size=70)))
+async def test_any_header_value_is_resolved_exactly_or_answered_400(value: str) -> None:
+    """200 with exactly that tenant iff the value is a valid id once SP and HTAB around
+    it are stripped (nothing else: "\\x85acme" is malformed), else 400; never a leak."""
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8")
+    scope = http_scope("/")
+    scope["headers"] = [(b"x-tenant-id", raw)]
+    r = await call(APP, scope)
+    text = raw.decode("latin-1").strip(" \t")
+    if re.fullmatch(DEFAULT_ID_PATTERN, text):
+        assert r.status == 200 and r.body.startswith(f"{text}|".encode())
+    else:
+        assert r.status == 400
+    assert current_tenant() is None
+
+
+def test_the_lookup_cache_is_bounded() -> None:
+    calls: list[str] = []
+
+    def lookup(tenant_id: str) -> Tenant:
+        calls.append(tenant_id)
+        return Tenant(tenant_id)
+
+    app = mw(lookup=lookup, cache_size=2)
+
+    async def run() -> None:
+        for tenant_id in ("a1", "a2", "a1", "a3", "a1", "a2"):
+            assert (await get(app, "/", {"X-Tenant-ID": tenant_id})).status == 200
+
+    asyncio.run(run())
+    # a3 evicts a1 (the oldest); a1 then evicts a2.
+    assert calls == ["a1", "a2", "a3", "a1", "a2"]
+    assert len(app._gate._cache) == 2
+
+
+@pytest.mark.parametrize("raw", [b"\x85acme", b"acme\x1f", b"\x0bacme", b"acme\xa0"])
+async def test_only_sp_and_htab_are_stripped(raw: bytes) -> None:
+    app = mw()
+    scope = http_scope("/")
+    scope["headers"] = [(b"x-tenant-id", raw)]
+    assert (await call(app, scope)).status == 400
+    scope["headers"] = [(b"x-tenant-id", b" \tacme\t ")]
+    assert (await call(app, scope)).body.startswith(b"acme|")

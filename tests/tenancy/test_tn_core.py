@@ -337,6 +337,7 @@ def test_from_headers_without_the_header_clears_an_outer_tenant() -> None:
 @pytest.mark.parametrize(
     "headers",
     [{"x-opskit-tenant": "bad id"}, {"x-opskit-tenant": ""}, {"x-opskit-tenant": 7},
+     {"x-opskit-tenant": "\x85acme"}, {"x-opskit-tenant": "acme\x1f"},
      [("x-opskit-tenant", "acme"), ("X-Opskit-Tenant", "globex")], ["not-a-pair"]],
 )  # fmt: skip
 def test_from_headers_malformed(headers: object) -> None:

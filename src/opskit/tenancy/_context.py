@@ -36,6 +36,8 @@ __all__ = [
 #: The header that carries the tenant id on outgoing calls and job messages.
 TENANT_HEADER = "x-opskit-tenant"
 
+_OWS = " \t"  # HTTP's optional whitespace: all that is stripped around a header value
+
 _TENANT: ContextVar[Tenant | None] = ContextVar("opskit.tenancy.tenant", default=None)
 
 
@@ -254,7 +256,7 @@ def tenant_from_headers(headers: Any, name: str = TENANT_HEADER) -> Tenant | Non
     first = values[0]
     if any(v != first for v in values[1:]):
         raise InvalidTenant("the tenant header is repeated with different values")
-    return Tenant(validate_id(first.strip()))
+    return Tenant(validate_id(first.strip(_OWS)))
 
 
 def from_headers(headers: Any, name: str = TENANT_HEADER) -> tenant_scope:

@@ -24,6 +24,10 @@ __all__ = ["Resolver", "first", "header", "path_prefix", "scope_value", "subdoma
 
 Found = str | Tenant | None
 
+# HTTP's optional whitespace, the only characters stripped around a value (str.strip()
+# would also drop "\x85", "\x1f" and other characters a client may send on purpose).
+_OWS = " \t"
+
 
 class Resolver:
     """Base of the resolvers here; subclasses implement both methods.
@@ -63,7 +67,7 @@ class _Header(Resolver):
                 if found is not None and value != found:
                     raise InvalidTenant(f"header {self.name} is repeated with different values")
                 found = value
-        return None if found is None else found.decode("latin-1").strip()
+        return None if found is None else found.decode("latin-1").strip(_OWS)
 
     def wsgi(self, environ: MutableMapping[str, Any]) -> Found:
         value = environ.get(self._environ_key)
@@ -72,11 +76,11 @@ class _Header(Resolver):
         value = str(value)
         # WSGI servers join repeated headers with "," (waitress, gunicorn).
         if "," in value:
-            parts = {p.strip() for p in value.split(",")}
+            parts = {p.strip(_OWS) for p in value.split(",")}
             if len(parts) != 1:
                 raise InvalidTenant(f"header {self.name} is repeated with different values")
             value = parts.pop()
-        return value.strip()
+        return value.strip(_OWS)
 
     def __repr__(self) -> str:
         return f"resolvers.header({self.name!r})"
@@ -100,7 +104,7 @@ class _Subdomain(Resolver):
     def _label(self, host: str | None) -> str | None:
         if not host:
             return None
-        host = host.strip().lower()
+        host = host.strip(_OWS).lower()
         if host.startswith("["):  # an IPv6 literal is never a tenant host
             return None
         host = host.rsplit(":", 1)[0] if ":" in host else host
