@@ -86,3 +86,35 @@ def test_arbitrary_text_is_never_a_crash(text: str) -> None:
         PII.decrypt(text)
     with contextlib.suppress(MalformedToken):
         PII.needs_rotation(text)
+
+
+@given(st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5))
+def test_associated_data_is_the_canonical_json_memo_or_not(context: dict[str, str]) -> None:
+    import json
+
+    from opskit.pii._context import aad
+
+    want = (
+        json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if context
+        else b""
+    )
+    assert aad(context) == want
+    assert aad(dict(reversed(list(context.items())))) == want
+    assert aad(context) == want  # the remembered encoding
+
+
+def test_unhashable_context_values_are_type_errors() -> None:
+    with pytest.raises(TypeError):
+        PII.encrypt("x", context={"tenant": ["acme"]})  # type: ignore[dict-item]
+
+
+def test_strict_decoding_rejects_what_lenient_base64_accepts() -> None:
+    from opskit.pii._cipher import b64decode_strict
+
+    token = PII.encrypt("abcd")[len("pii1.") :]
+    for bad in (token + "=", token + "==", token[:-1] + "+", "/" + token[1:], token + "\n",
+                " " + token, token[:10] + "." + token[11:]):  # fmt: skip
+        with pytest.raises(MalformedToken):
+            b64decode_strict(bad)
+    assert b64decode_strict(token) == PII._raw("pii1." + token)

@@ -8,9 +8,9 @@ unpadded base64url, decoded strictly (only the canonical encoding is accepted).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
@@ -22,7 +22,7 @@ from opskit.pii._errors import DecryptionError, KeyNotFound, MalformedToken
 from opskit.pii._fields import decrypt_fields, encrypt_fields
 from opskit.pii._keyring import Keyring
 from opskit.pii._legacy import LegacyReader
-from opskit.pii._metrics import encryptions, note_encryption, ops_for
+from opskit.pii._metrics import budget_cell, encryptions, ops_for, warn_nearing_limit
 
 __all__ = ["TOKEN_MARKER", "PIICipher", "b64decode_strict", "b64encode", "utf8"]
 
@@ -35,37 +35,60 @@ _NONCE = 12
 _TAG = 16
 _MIN = _PREFIX + _NONCE + _TAG
 
-_urlsafe_b64encode = base64.urlsafe_b64encode
-_urlsafe_b64decode = base64.urlsafe_b64decode
+_b2a = binascii.b2a_base64
+_a2b = binascii.a2b_base64
 _urandom = os.urandom
 _from_bytes = int.from_bytes
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# The last character of an unpadded encoding leaves 4 (length % 4 == 2) or 2
+# (length % 4 == 3) bits unused: canonical only when they are zero.
+_LAST = {
+    2: frozenset(c for i, c in enumerate(_ALPHABET) if i & 0xF == 0),
+    3: frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x3 == 0),
+}
+_PAD = {0: b"", 2: b"==", 3: b"="}
+_STD_ALPHABET = _ALPHABET[:-2] + b"+/"
 
 
 def b64encode(raw: bytes) -> str:
     """Unpadded base64url."""
-    return _urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return _b2a(raw, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_").decode()
 
 
 def b64decode_strict(body: str) -> bytes:
     """Unpadded base64url, canonical only, else :class:`MalformedToken`.
 
-    Re-encoding and comparing rejects padding, characters outside
-    ``[A-Za-z0-9_-]`` (``+`` and ``/`` included) and changed unused low bits.
+    Rejects padding, characters outside ``[A-Za-z0-9_-]`` (``+`` and ``/``
+    included), a length no encoding has, and a last character whose unused
+    low bits are not zero.
     """
     try:
-        raw = _urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
+        b = body.encode("ascii")
+    except UnicodeEncodeError:
         raise MalformedToken() from None
-    if _urlsafe_b64encode(raw).rstrip(b"=") != body.encode("ascii"):
+    r = len(b) & 3
+    if r == 1 or (r and b[-1] not in _LAST[r]) or b"=" in b or b"+" in b or b"/" in b:
         raise MalformedToken()
-    return raw
+    b = b.replace(b"-", b"+").replace(b"_", b"/") + _PAD[r]
+    if sys.version_info >= (3, 11):  # a2b itself refuses characters outside the alphabet
+        try:
+            return _a2b(b, strict_mode=True)
+        except binascii.Error:
+            raise MalformedToken() from None
+    else:  # pragma: no cover - Python 3.10
+        if b.translate(None, _STD_ALPHABET + b"="):  # the only "=" are the padding added here
+            raise MalformedToken()
+        return _a2b(b)
+
+
+_NOT_TEXT = "the plaintext is not UTF-8 text; use decrypt_bytes"
 
 
 def utf8(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise DecryptionError("the plaintext is not UTF-8 text; use decrypt_bytes") from None
+        raise DecryptionError(_NOT_TEXT) from None
 
 
 class PIICipher:
@@ -79,7 +102,16 @@ class PIICipher:
     (the global registry when ``None``).
     """
 
-    __slots__ = ("_counts", "_legacy", "_primary", "_warn_at", "keyring")
+    __slots__ = (
+        "_budget",
+        "_dec_cells",
+        "_enc_cell",
+        "_legacy",
+        "_ops",
+        "_primary",
+        "_warn_at",
+        "keyring",
+    )
 
     def __init__(
         self,
@@ -104,15 +136,18 @@ class PIICipher:
         aead = keyring._aead(kid)
         assert aead is not None
         self._primary = (kid, aead, bytes([_VERSION]) + kid.to_bytes(4, "big"), keyring._slot(kid))
-        self._counts = ops_for(registry).counts
+        self._ops = ops = ops_for(registry)
+        self._enc_cell = ops.cell("encrypt", str(kid))
+        self._dec_cells: dict[int, list[int]] = {}
+        self._budget = budget_cell(keyring._slot(kid))
 
     # -- bytes (Tink wire format) ---------------------------------------------------------
 
     def _seal(self, data: bytes, ad: bytes) -> bytes:
-        _, aead, prefix, slot = self._primary
+        _, aead, prefix, _slot = self._primary
         nonce = _urandom(_NONCE)
         out = prefix + nonce + aead.encrypt(nonce, data, ad)
-        note_encryption(slot, self._warn_at)
+        self._note()
         return out
 
     def _open(self, raw: bytes, ad: bytes) -> tuple[int, bytes]:
@@ -127,35 +162,66 @@ class PIICipher:
         except InvalidTag:
             raise DecryptionError() from None
 
+    def _note(self) -> None:
+        """One encryption under the primary: the nonce budget (warn once past it)."""
+        budget = self._budget
+        n = budget[0] + 1
+        budget[0] = n
+        if n > self._warn_at:
+            warn_nearing_limit(self._primary[3], n, self._warn_at)
+
     def _count(self, op: str, key: int | str) -> None:
-        label = (op, str(key))
-        counts = self._counts
-        counts[label] = counts.get(label, 0) + 1
+        self._ops.cell(op, str(key))[0] += 1
 
     def encrypt_bytes(self, data: bytes, context: Context = None) -> bytes:
         """``data`` encrypted in Tink's AEAD wire format (TINK prefix), for binary columns."""
-        out = self._seal(data, aad(context))
-        self._count("encrypt", self._primary[0])
+        ad = context if context.__class__ is bytes else aad(context)
+        _, aead, prefix, slot = self._primary
+        nonce = _urandom(_NONCE)
+        out = prefix + nonce + aead.encrypt(nonce, data, ad)
+        # The nonce budget and the operation counter, inline (the hot path): plain
+        # integers in cells, no lock, no hashing.
+        budget = self._budget
+        n = budget[0] + 1
+        budget[0] = n
+        if n > self._warn_at:
+            warn_nearing_limit(slot, n, self._warn_at)
+        self._enc_cell[0] += 1
         return out
 
     def decrypt_bytes(self, ciphertext: bytes, context: Context = None) -> bytes:
         """The plaintext of :meth:`encrypt_bytes` output (or of Tink's, same keyset)."""
-        ad = aad(context)
-        if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
-            raise TypeError("decrypt_bytes takes bytes")
-        kid, data = self._open(bytes(ciphertext), ad)
-        self._count("decrypt", kid)
+        ad = context if context.__class__ is bytes else aad(context)
+        if ciphertext.__class__ is not bytes:
+            if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
+                raise TypeError("decrypt_bytes takes bytes")
+            ciphertext = bytes(ciphertext)
+        kid, data = self._open(ciphertext, ad)
+        cell = self._dec_cells.get(kid)
+        if cell is None:
+            cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
+        cell[0] += 1
         return data
 
     # -- str tokens -----------------------------------------------------------------------
 
     def encrypt(self, value: str, context: Context = None) -> str:
         """``value`` as an ASCII token: the marker, then unpadded base64url of the wire bytes."""
-        if not isinstance(value, str):
+        if value.__class__ is not str and not isinstance(value, str):
             raise TypeError("encrypt takes str; use encrypt_bytes for bytes")
-        out = self._seal(value.encode("utf-8"), aad(context))
-        self._count("encrypt", self._primary[0])
-        return TOKEN_MARKER + b64encode(out)
+        ad = context if context.__class__ is bytes else aad(context)
+        _, aead, prefix, slot = self._primary
+        nonce = _urandom(_NONCE)
+        raw = prefix + nonce + aead.encrypt(nonce, value.encode("utf-8"), ad)
+        budget = self._budget
+        n = budget[0] + 1
+        budget[0] = n
+        if n > self._warn_at:
+            warn_nearing_limit(slot, n, self._warn_at)
+        self._enc_cell[0] += 1
+        return TOKEN_MARKER + (
+            _b2a(raw, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_").decode()
+        )
 
     def _raw(self, token: str) -> bytes:
         """The wire bytes of a current-format token (MalformedToken otherwise)."""
@@ -172,12 +238,18 @@ class PIICipher:
     def decrypt(self, token: str, context: Context = None) -> str:
         """The value of an :meth:`encrypt` token (or a legacy token: context ignored)."""
         ad = aad(context)
-        if not isinstance(token, str):
+        if token.__class__ is not str and not isinstance(token, str):
             raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
         if token.startswith(TOKEN_MARKER):
             kid, data = self._open(b64decode_strict(token[_MARKER_LEN:]), ad)
-            self._count("decrypt", kid)
-            return utf8(data)
+            cell = self._dec_cells.get(kid)
+            if cell is None:
+                cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
+            cell[0] += 1
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecryptionError(_NOT_TEXT) from None
         reader = self._reader(token)
         if reader is None:
             raise MalformedToken()

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from opskit._core.telemetry import Metric, get_logger, publish
 
-__all__ = ["Ops", "encryptions", "note_encryption", "ops_for"]
+__all__ = ["Ops", "budget_cell", "encryptions", "ops_for", "warn_nearing_limit"]
 
 log = get_logger("pii")
 
@@ -27,18 +27,27 @@ _KMS_HELP = "Envelope key wrapper (KMS) calls, by operation (wrap, unwrap) and o
 
 
 class Ops:
-    """The operation counts of one registry: ``counts[(op, key_label)]``."""
+    """The operation counts of one registry: one ``[n]`` cell per (op, key label)."""
 
-    __slots__ = ("__weakref__", "counts", "kms", "publication")
+    __slots__ = ("__weakref__", "_lock", "counts", "kms", "publication")
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
+        self.counts: dict[tuple[str, str], list[int]] = {}
         self.kms: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
         self.publication = publish(self._metrics, registry)
 
+    def cell(self, op: str, key_label: str) -> list[int]:
+        """The counter cell of ``(op, key_label)``: callers add to ``cell[0]``."""
+        cell = self.counts.get((op, key_label))
+        if cell is None:
+            with self._lock:
+                cell = self.counts.setdefault((op, key_label), [0])
+        return cell
+
     def _metrics(self) -> Iterable[Metric]:
-        for (op, key_id), n in list(self.counts.items()):
-            yield Metric("opskit_pii_operations_total", "counter", _HELP, n,
+        for (op, key_id), cell in list(self.counts.items()):
+            yield Metric("opskit_pii_operations_total", "counter", _HELP, cell[0],
                          {"op": op, "key_id": key_id})  # fmt: skip
         for (op, outcome), n in list(self.kms.items()):
             yield Metric("opskit_pii_key_wrapper_calls_total", "counter", _KMS_HELP, n,
@@ -60,24 +69,33 @@ def ops_for(registry: CollectorRegistry | None) -> Ops:
 
 
 # Encryptions per key in this process, keyed by (key id, key fingerprint) so two
-# keyrings that happen to share an id never share a budget.
-_encryptions: dict[tuple[int, bytes], int] = {}
+# keyrings that happen to share an id never share a budget; one [n] cell each.
+_budgets: dict[tuple[int, bytes], list[int]] = {}
 _warned: set[tuple[int, bytes]] = set()
-_warn_lock = threading.Lock()
+_lock = threading.Lock()
 
 
-def note_encryption(slot: tuple[int, bytes], warn_at: int) -> None:
-    """Count one encryption under ``slot``'s key; warn once past ``warn_at``."""
-    n = _encryptions.get(slot, 0) + 1
-    _encryptions[slot] = n
-    if n > warn_at and slot not in _warned:
-        with _warn_lock:
-            if slot in _warned:
-                return
-            _warned.add(slot)
-        log.warning("pii.key_nearing_limit", key_id=slot[0], encryptions=n, warn_at=warn_at)
+def budget_cell(slot: tuple[int, bytes]) -> list[int]:
+    """The process-wide encryption counter cell of ``slot``'s key."""
+    cell = _budgets.get(slot)
+    if cell is None:
+        with _lock:
+            cell = _budgets.setdefault(slot, [0])
+    return cell
+
+
+def warn_nearing_limit(slot: tuple[int, bytes], n: int, warn_at: int) -> None:
+    """The ``pii.key_nearing_limit`` warning, once per key and process."""
+    if slot in _warned:
+        return
+    with _lock:
+        if slot in _warned:
+            return
+        _warned.add(slot)
+    log.warning("pii.key_nearing_limit", key_id=slot[0], encryptions=n, warn_at=warn_at)
 
 
 def encryptions(slot: tuple[int, bytes]) -> int:
     """Encryptions counted under ``slot``'s key in this process."""
-    return _encryptions.get(slot, 0)
+    cell = _budgets.get(slot)
+    return 0 if cell is None else cell[0]
