@@ -195,6 +195,7 @@ async def test_hung_sync_check_times_out_and_is_not_started_twice(make_health: A
     flight = h._entries["hung"].flight
     assert flight is not None
     await asyncio.wrap_future(flight)
+    h._entries["hung"].timeout = 10.0  # the new call must not race a 50 ms timeout
     third = await h.run()
     assert third.checks["hung"].status is Status.PASS and calls == 2
 
