@@ -55,8 +55,10 @@ def run_wsgi(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        # Close every socket from the server's own loop thread (the trigger runs the thunk
-        # there): closing them from this thread races the loop's select() (EBADF).
+        # Stop the worker threads first (a worker that finishes a request wakes the loop
+        # through the trigger), then close every socket from the server's own loop thread,
+        # where the trigger runs the thunk: closing them from this thread races the loop's
+        # select() (EBADF in the server thread).
+        server.task_dispatcher.shutdown()
         server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(10)
-        server.task_dispatcher.shutdown()

@@ -55,3 +55,30 @@ def test_a_raising_metrics_source_is_skipped_and_counted() -> None:
     assert telemetry.telemetry_errors()["metrics"] == before + 1
     assert reg.get_sample_value("opskit_telemetry_errors_total", {"kind": "metrics"}) == before + 2
     assert reg.get_sample_value("opskit_telemetry_errors_total", {"kind": "log"}) is not None
+
+
+def test_instances_sharing_a_name_export_one_series_each() -> None:
+    reg = CollectorRegistry()
+
+    def source(calls: int, state: int):  # type: ignore[no-untyped-def]
+        def collect():  # type: ignore[no-untyped-def]
+            yield Metric("opskit_demo_calls_total", "counter", "Calls.", calls,
+                         {"name": "api", "decision": "allowed"})  # fmt: skip
+            # the same labels in another order are the same series
+            yield Metric("opskit_demo_calls_total", "counter", "Calls.", 1,
+                         {"decision": "denied", "name": "api"})  # fmt: skip
+            yield Metric("opskit_demo_state", "gauge", "State.", state, {"name": "api"})
+
+        return collect
+
+    publish(source(1, 0), reg)
+    publish(source(2, 1), reg)
+    text = generate_latest(reg).decode()
+    assert text.count('opskit_demo_calls_total{decision="allowed",name="api"}') == 1
+    assert (
+        reg.get_sample_value("opskit_demo_calls_total", {"name": "api", "decision": "allowed"}) == 3
+    )  # counters are summed
+    assert (
+        reg.get_sample_value("opskit_demo_calls_total", {"name": "api", "decision": "denied"}) == 2
+    )
+    assert reg.get_sample_value("opskit_demo_state", {"name": "api"}) == 1  # gauges: the largest

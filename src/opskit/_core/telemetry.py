@@ -162,7 +162,11 @@ class _OpskitCollector(Collector):
     def collect(self) -> Iterator[Any]:
         with self._lock:
             sources = list(self._sources.values())
-        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        # name -> (kind, help, label names, {label values: value}). Instances that share a
+        # name (the same breaker or limiter made twice, a framework that copies middleware
+        # per route) give the same label set more than once: Prometheus rejects a scrape
+        # with duplicate series, so counters are summed and gauges keep the largest value.
+        merged: dict[str, tuple[str, str, tuple[str, ...], dict[tuple[str, ...], float]]] = {}
         for source in sources:
             try:
                 samples = list(source())
@@ -170,17 +174,29 @@ class _OpskitCollector(Collector):
                 telemetry_failed("metrics", exc)
                 continue
             for m in samples:
-                fam = families.get(m.name)
-                labels = dict(m.labels)
-                if fam is None:
-                    if m.kind == "counter":
-                        base = m.name[: -len("_total")] if m.name.endswith("_total") else m.name
-                        fam = CounterMetricFamily(base, m.help, labels=list(labels))
-                    else:
-                        fam = GaugeMetricFamily(m.name, m.help, labels=list(labels))
-                    families[m.name] = fam
-                fam.add_metric(list(labels.values()), m.value)
-        yield from families.values()
+                entry = merged.get(m.name)
+                if entry is None:
+                    entry = (m.kind, m.help, tuple(m.labels), {})
+                    merged[m.name] = entry
+                kind, _, names, values = entry
+                key = tuple(str(m.labels.get(n, "")) for n in names)
+                old = values.get(key)
+                if old is None:
+                    values[key] = m.value
+                elif kind == "counter":
+                    values[key] = old + m.value
+                else:
+                    values[key] = max(old, m.value)
+        for name, (kind, help_, names, values) in merged.items():
+            fam: CounterMetricFamily | GaugeMetricFamily
+            if kind == "counter":
+                base = name[: -len("_total")] if name.endswith("_total") else name
+                fam = CounterMetricFamily(base, help_, labels=list(names))
+            else:
+                fam = GaugeMetricFamily(name, help_, labels=list(names))
+            for key, value in values.items():
+                fam.add_metric(list(key), value)
+            yield fam
         errors = CounterMetricFamily(
             _TELEMETRY_ERRORS[: -len("_total")],
             "Log and metrics calls inside opskit that failed and were ignored.",
