@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -166,3 +167,25 @@ def test_async_lookup_is_refused() -> None:
 
     with pytest.raises(TypeError, match="synchronous"):
         TenantMiddleware(echo, lookup=lookup)
+
+
+def test_a_list_response_keeps_its_length_and_a_file_wrapper_passes() -> None:
+    result = mw()(environ("/", {"X-Tenant-ID": "acme"}), lambda s, h, e=None: None)
+    assert len(result) == 1  # type: ignore[arg-type]
+    assert list(result) == [b"acme||/"]
+
+    class FileWrapper:
+        def __init__(self, f: Any, size: int = 8192) -> None:
+            self.f = f
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([self.f.read()])
+
+    def sends_a_file(env: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return env["wsgi.file_wrapper"](io.BytesIO(b"file"))
+
+    env = environ("/", {"X-Tenant-ID": "acme"})
+    env["wsgi.file_wrapper"] = FileWrapper
+    out = mw(sends_a_file)(env, lambda s, h, e=None: None)
+    assert isinstance(out, FileWrapper) and list(out) == [b"file"]

@@ -44,8 +44,9 @@ _UID = "opskit.tenancy"
 
 _connected = False
 _connect_lock = threading.Lock()
-# task id -> what task_prerun saved; prerun and postrun run in the same thread.
-_saved: dict[str, _Saved] = {}
+# (thread, task id) -> what task_prerun saved; prerun and postrun of one run of a
+# task happen in the same thread (a duplicate delivery may run elsewhere at once).
+_saved: dict[tuple[int, str], _Saved] = {}
 
 
 def _on_publish(sender: Any = None, headers: Any = None, **_: Any) -> None:
@@ -82,11 +83,11 @@ def _on_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: A
         return  # eager: the task keeps the caller's scope
     if task_id is None:
         return
-    _saved[task_id] = _enter(_message_tenant(task))
+    _saved[(threading.get_ident(), task_id)] = _enter(_message_tenant(task))
 
 
 def _on_postrun(sender: Any = None, task_id: Any = None, **_: Any) -> None:
-    saved = _saved.pop(task_id, None) if task_id is not None else None
+    saved = _saved.pop((threading.get_ident(), task_id), None) if task_id is not None else None
     if saved is None:
         return
     _leave(saved)

@@ -62,6 +62,16 @@ class _InScope:
             self._ctx.run(close)
 
 
+class _SizedInScope(_InScope):
+    """For a response of known length (a list): servers use ``len()`` to set
+    Content-Length for a one-item body (PEP 3333)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
+
+
 class TenantMiddleware:
     """Resolve each request's tenant and run the app in its scope (see the ASGI
     middleware for the answers: 400, 401, 404, 503 as problem+json).
@@ -133,6 +143,11 @@ class TenantMiddleware:
         ctx = contextvars.copy_context()
         ctx.run(_enter, decided)
         result = ctx.run(self.app, environ, start_response)
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            return result  # a file the server sends itself: no app code runs any more
+        if hasattr(result, "__len__"):
+            return _SizedInScope(ctx, result)
         return _InScope(ctx, result)
 
     def _reject(self, outcome: int, start_response: StartResponse) -> Iterable[bytes]:
