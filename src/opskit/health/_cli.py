@@ -68,7 +68,8 @@ def probe(url: str, timeout: float = 2.0) -> tuple[int, str]:
     worker.start()
     worker.join(timeout)
     elapsed = (time.monotonic() - start) * 1000.0
-    if worker.is_alive():
+    # The socket's own timeout may fire a moment before the join's: the same answer.
+    if worker.is_alive() or out.get("error") in ("TimeoutError", "timeout"):
         return 1, f"fail timeout: no answer within {timeout:g} s from {shown}"
     if "error" in out:
         return 1, f"fail no answer ({out['error']}) from {shown}"
