@@ -223,6 +223,9 @@ class HealthRegistry:
         if self._refresher.active:
             return self._refresher.latest(key)
         now = self._clock.monotonic()
+        hit = self._cache.get(key)  # a hit takes no lock: one dict read
+        if hit is not None and now < hit[0]:
+            return hit[1]
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and now < hit[0]:
@@ -245,10 +248,9 @@ class HealthRegistry:
         if self._refresher.active:
             return self._refresher.latest(key)
         now = self._clock.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and now < hit[0]:
-                return hit[1]
+        hit = self._cache.get(key)  # a hit takes no lock: one dict read
+        if hit is not None and now < hit[0]:
+            return hit[1]
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -256,6 +258,9 @@ class HealthRegistry:
         else:  # waiting here would block the loop the checks may need
             raise RuntimeError("run_sync() was called on a running event loop; await run()")
         with self._lock:
+            hit = self._cache.get(key)  # a run may have finished since the read above
+            if hit is not None and now < hit[0]:
+                return hit[1]
             flight = self._flights.get(key)
             lead = flight is None
             if flight is None:
