@@ -344,3 +344,19 @@ def test_from_headers_malformed(headers: object) -> None:
     with pytest.raises(InvalidTenant):
         from_headers(headers)
     assert current_tenant() is None
+
+
+def test_scopes_by_id_follow_a_changed_pattern() -> None:
+    with tenant_scope("acme") as first:
+        pass
+    with tenant_scope("acme") as again:
+        assert again is first  # one shared, immutable Tenant per id
+    previous = set_id_pattern(r"t-[0-9]+")
+    try:
+        with pytest.raises(InvalidTenant):
+            tenant_scope("acme")  # validated again under the new pattern
+        with pytest.raises(InvalidTenant):
+            from_headers({"x-opskit-tenant": "acme"})
+    finally:
+        set_id_pattern(previous)
+    assert tenant_scope("acme").tenant == Tenant("acme")

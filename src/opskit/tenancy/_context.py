@@ -70,11 +70,29 @@ def get_tenant() -> Tenant:
     return tenant
 
 
+# id -> Tenant(id) for scopes entered by id: a Tenant is immutable, so one object per
+# id is shared (bounded; an id is validated before it is kept).
+_BY_ID: dict[str, Tenant] = {}
+_BY_ID_MAX = 4096
+
+
+def _tenant_for_id(tenant_id: str) -> Tenant:
+    tenant = _BY_ID.get(tenant_id)
+    if tenant is not None:
+        validate_id(tenant_id)  # a set lookup; raises if set_id_pattern() changed since
+    else:
+        tenant = Tenant(tenant_id)
+        if len(_BY_ID) >= _BY_ID_MAX:
+            _BY_ID.clear()
+        _BY_ID[tenant.id] = tenant
+    return tenant
+
+
 def _as_tenant(value: Tenant | str | None) -> Tenant | None:
     if value is None or isinstance(value, Tenant):
         return value
     if isinstance(value, str):
-        return Tenant(value)
+        return _tenant_for_id(value)
     raise InvalidTenant(f"expected a Tenant, a string or None, got {type(value).__name__}")
 
 
@@ -256,7 +274,7 @@ def tenant_from_headers(headers: Any, name: str = TENANT_HEADER) -> Tenant | Non
     first = values[0]
     if any(v != first for v in values[1:]):
         raise InvalidTenant("the tenant header is repeated with different values")
-    return Tenant(validate_id(first.strip(_OWS)))
+    return _tenant_for_id(validate_id(first.strip(_OWS)))
 
 
 def from_headers(headers: Any, name: str = TENANT_HEADER) -> tenant_scope:

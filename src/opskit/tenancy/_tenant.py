@@ -19,6 +19,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_LEN = 255
 
 _pattern: re.Pattern[str] = re.compile(DEFAULT_ID_PATTERN)
+# Ids already found valid under the pattern in force (bounded; cleared when it changes).
+_valid: set[str] = set()
+_VALID_MAX = 4096
 
 
 def _compile(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -36,6 +39,7 @@ def set_id_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str]:
     global _pattern
     previous = _pattern
     _pattern = _compile(DEFAULT_ID_PATTERN if pattern is None else pattern)
+    _valid.clear()
     return previous
 
 
@@ -49,6 +53,10 @@ def validate_id(value: object, pattern: re.Pattern[str] | None = None) -> str:
 
     ``pattern`` is checked besides the process-wide pattern, never instead of it.
     """
+    if value.__class__ is str and value in _valid:
+        if pattern is None or pattern.fullmatch(value) is not None:
+            return value
+        raise InvalidTenant(f"does not match {pattern.pattern!r}")
     if not isinstance(value, str):
         raise InvalidTenant(f"expected a string, got {type(value).__name__}")
     if not value:
@@ -57,6 +65,10 @@ def validate_id(value: object, pattern: re.Pattern[str] | None = None) -> str:
         raise InvalidTenant("too long or contains control characters")
     if _pattern.fullmatch(value) is None:
         raise InvalidTenant(f"does not match {_pattern.pattern!r}")
+    if value.__class__ is str:
+        if len(_valid) >= _VALID_MAX:
+            _valid.clear()
+        _valid.add(value)
     if pattern is not None and pattern.fullmatch(value) is None:
         raise InvalidTenant(f"does not match {pattern.pattern!r}")
     return value
