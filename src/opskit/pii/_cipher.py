@@ -9,6 +9,7 @@ unpadded base64url, decoded strictly (only the canonical encoding is accepted).
 from __future__ import annotations
 
 import binascii
+import functools
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +48,9 @@ _LAST = {
     3: frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x3 == 0),
 }
 _PAD = {0: b"", 2: b"==", 3: b"="}
+# "=", "+", "/" as ints: ``int in bytes`` is a memchr, while ``bytes in bytes``
+# first tries the needle as an integer and builds (and drops) a TypeError.
+_EQ, _PLUS, _SLASH = 0x3D, 0x2B, 0x2F
 _STD_ALPHABET = _ALPHABET[:-2] + b"+/"
 
 
@@ -67,17 +71,21 @@ def b64decode_strict(body: str) -> bytes:
     except UnicodeEncodeError:
         raise MalformedToken() from None
     r = len(b) & 3
-    if r == 1 or (r and b[-1] not in _LAST[r]) or b"=" in b or b"+" in b or b"/" in b:
+    if r == 1 or (r and b[-1] not in _LAST[r]) or _EQ in b or _PLUS in b or _SLASH in b:
         raise MalformedToken()
-    b = b.replace(b"-", b"+").replace(b"_", b"/") + _PAD[r]
-    if sys.version_info >= (3, 11):  # a2b itself refuses characters outside the alphabet
-        try:
-            return _a2b(b, strict_mode=True)
-        except binascii.Error:
-            raise MalformedToken() from None
-    else:  # pragma: no cover - Python 3.10
+    try:
+        return _a2b_strict(b.replace(b"-", b"+").replace(b"_", b"/") + _PAD[r])
+    except binascii.Error:
+        raise MalformedToken() from None
+
+
+if sys.version_info >= (3, 11):  # a2b itself refuses characters outside the alphabet
+    _a2b_strict = functools.partial(_a2b, strict_mode=True)
+else:  # pragma: no cover - Python 3.10
+
+    def _a2b_strict(b: bytes) -> bytes:
         if b.translate(None, _STD_ALPHABET + b"="):  # the only "=" are the padding added here
-            raise MalformedToken()
+            raise binascii.Error("not base64")
         return _a2b(b)
 
 
@@ -103,6 +111,7 @@ class PIICipher:
     """
 
     __slots__ = (
+        "_aeads",
         "_budget",
         "_dec_cells",
         "_enc_cell",
@@ -136,6 +145,7 @@ class PIICipher:
         aead = keyring._aead(kid)
         assert aead is not None
         self._primary = (kid, aead, bytes([_VERSION]) + kid.to_bytes(4, "big"), keyring._slot(kid))
+        self._aeads = keyring._aeads
         self._ops = ops = ops_for(registry)
         self._enc_cell = ops.cell("encrypt", str(kid))
         self._dec_cells: dict[int, list[int]] = {}
@@ -154,7 +164,7 @@ class PIICipher:
         if len(raw) < _MIN or raw[0] != _VERSION:
             raise MalformedToken()
         kid = _from_bytes(raw[1:5], "big")
-        aead = self.keyring._aead(kid)
+        aead = self._aeads.get(kid)
         if aead is None:
             raise KeyNotFound(kid)
         try:
@@ -237,11 +247,32 @@ class PIICipher:
 
     def decrypt(self, token: str, context: Context = None) -> str:
         """The value of an :meth:`encrypt` token (or a legacy token: context ignored)."""
-        ad = aad(context)
+        ad = context if context.__class__ is bytes else aad(context)
         if token.__class__ is not str and not isinstance(token, str):
             raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
         if token.startswith(TOKEN_MARKER):
-            kid, data = self._open(b64decode_strict(token[_MARKER_LEN:]), ad)
+            # b64decode_strict and _open, inline (the hot path).
+            try:
+                b = token.encode("ascii")
+            except UnicodeEncodeError:
+                raise MalformedToken() from None
+            r = (len(b) - _MARKER_LEN) & 3
+            if r == 1 or (r and b[-1] not in _LAST[r]) or _EQ in b or _PLUS in b or _SLASH in b:
+                raise MalformedToken()
+            try:
+                raw = _a2b_strict(b[_MARKER_LEN:].replace(b"-", b"+").replace(b"_", b"/") + _PAD[r])
+            except binascii.Error:
+                raise MalformedToken() from None
+            if len(raw) < _MIN or raw[0] != _VERSION:
+                raise MalformedToken()
+            kid = _from_bytes(raw[1:5], "big")
+            aead = self._aeads.get(kid)
+            if aead is None:
+                raise KeyNotFound(kid)
+            try:
+                data = aead.decrypt(raw[5:17], raw[17:], ad)
+            except InvalidTag:
+                raise DecryptionError() from None
             cell = self._dec_cells.get(kid)
             if cell is None:
                 cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
