@@ -270,3 +270,28 @@ def test_aws_module_imports_without_boto3() -> None:
     assert "opskit[aws]" in out.stdout
     with pytest.raises(ValueError, match="ARN"):
         AwsKmsKEK(object(), "")
+
+
+def test_dek_reuse_never_exceeds_max_uses_under_threads() -> None:
+    import threading
+    from collections import Counter
+
+    kek = Counting(LocalKEK(Keyring.generate()))
+    env = EnvelopeCipher(kek, dek_reuse=(7, 600.0))
+    out: list[bytes] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [env.encrypt_bytes(b"x") for _ in range(50)]
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uses = Counter(ct[: 4 + int.from_bytes(ct[:4], "big")] for ct in out)
+    assert len(out) == 400 and max(uses.values()) <= 7
+    assert kek.wraps == len(uses) >= 400 // 7
+    assert all(env.decrypt_bytes(ct) == b"x" for ct in out)
