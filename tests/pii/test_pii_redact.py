@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opskit.pii import Redacted, RedactingFilter, redact_processor, redact_text
 
@@ -130,3 +132,21 @@ def test_logging_filter_redacts_message_args_dicts_and_extra() -> None:
         assert stream.getvalue().strip() == "obj User(***), 3 items"
     finally:
         log.removeHandler(handler)
+
+
+_words = st.text(alphabet="abcdefghij ", min_size=0, max_size=12)
+_emails = st.from_regex(r"[a-z][a-z0-9._]{0,10}@[a-z]{1,8}\.(com|ch|co\.uk)", fullmatch=True)
+_phones = st.from_regex(r"\+?[1-9][0-9]{1,2}( [0-9]{2,3}){3}", fullmatch=True)  # 8-12 digits
+
+
+@given(_words, st.one_of(_emails, _phones), _words)
+def test_patterns_mask_the_value_and_keep_the_words_around(
+    before: str, value: str, after: str
+) -> None:
+    text = f"{before} {value} {after}"
+    assert redact_text(text) == f"{before} *** {after}"
+
+
+@given(st.integers(min_value=0, max_value=999_999))
+def test_six_digits_or_fewer_are_never_a_phone(n: int) -> None:
+    assert redact_text(f"order {n} shipped") == f"order {n} shipped"
