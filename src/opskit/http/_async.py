@@ -29,12 +29,42 @@ from opskit.retry import Retry
 __all__ = ["AsyncResilientTransport"]
 
 
+class _Expiry:
+    """A timer that cancels the running task, as ``asyncio.timeout`` does, without
+    its context-manager machinery (one object and one timer handle per attempt)."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 async def _within(coro: Coroutine[Any, Any, httpx.Response], seconds: float) -> httpx.Response:
     """``await coro``, or raise ``TimeoutError`` after ``seconds``."""
     if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await coro
-    else:  # pragma: no cover - Python 3.10
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        cancelling = task.cancelling()
+        expiry = _Expiry(task)
+        handle = loop.call_at(loop.time() + seconds, expiry)
+        try:
+            response = await coro
+        except asyncio.CancelledError:
+            if expiry.fired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
+        if expiry.fired:  # fired as the answer came in: take the cancellation back
+            task.uncancel()
+        return response
+    else:  # pragma: no cover - Python 3.10 has no Task.uncancel
         return await asyncio.wait_for(coro, seconds)
 
 
@@ -108,12 +138,16 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 elif kind == ACQUIRE:
                     limiter = engine.limiter
                     assert limiter is not None
-                    try:
-                        await limiter.aacquire(step[1], timeout=step[2])
-                    except RateLimitExceeded:
-                        reply = False
-                    else:
+                    # An in-memory limiter answers at once: no coroutine unless it asks to wait.
+                    if not limiter.store.is_async and limiter.hit(step[1]).allowed:
                         reply = True
+                    else:
+                        try:
+                            await limiter.aacquire(step[1], timeout=step[2])
+                        except RateLimitExceeded:
+                            reply = False
+                        else:
+                            reply = True
                 else:  # SLEEP: close the failed attempt's response first
                     if step[2] is not None:
                         await step[2].aclose()
@@ -167,56 +201,136 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         breaker: CircuitBreaker | None,
         hedge: Hedge,
     ) -> Outcome:
-        """The first attempt, and hedges after ``hedge.after``; the first usable wins."""
+        """The first attempt, and hedges after ``hedge.after``; the first usable wins.
+
+        The first attempt runs in the caller's task, and a timer starts the
+        hedges in tasks of their own: when the first attempt answers in time,
+        hedging has cost one timer. A hedge that wins while the first attempt
+        still runs interrupts it by cancelling the caller's task once (the way
+        ``asyncio.timeout`` does), and that cancellation is taken back.
+        """
         engine = self._engine
-        tasks: list[asyncio.Task[tuple[httpx.Response | None, Exception | None]]] = []
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        race = _Race()
+        hedges = race.hedges
+
+        def more() -> bool:
+            return len(hedges) < hedge.max_extra and engine.budget(deadline)[0] != 0.0
 
         def start() -> None:
-            if tasks:
-                engine.hedging(request)
-            # Each attempt runs in a task of its own, in a copy of the caller's context.
-            tasks.append(loop.create_task(self._attempt(request, deadline, breaker)))
+            engine.hedging(request)
+            task = loop.create_task(self._attempt(request, deadline, breaker))
+            task.add_done_callback(ended)
+            hedges.append(task)
 
-        start()
-        pending = set(tasks)
-        winner: asyncio.Task[Any] | None = None
-        last: asyncio.Task[Any] | None = None
+        def tick() -> None:
+            race.timer = None
+            if race.primary_done:
+                return
+            if more():
+                start()
+            if more():
+                race.timer = loop.call_later(hedge.after, tick)
+
+        def ended(task: asyncio.Task[Any]) -> None:
+            if race.primary_done or race.winner is not None or task.cancelled():
+                return
+            response, error = task.result()
+            if engine.usable(response, error):
+                race.winner = task
+                me.cancel()  # interrupt the first attempt; taken back below
+            elif more():
+                start()  # an early failure starts the next hedge at once
+
+        race.timer = loop.call_later(hedge.after, tick)
         try:
-            while True:
-                more = len(tasks) <= hedge.max_extra and engine.budget(deadline)[0] != 0.0
-                done, pending = await asyncio.wait(
-                    pending,
-                    timeout=hedge.after if more else None,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for task in sorted(done, key=tasks.index):
-                    response, error = task.result()
-                    if engine.usable(response, error):
-                        winner = task
-                        return response, error, task is not tasks[0]
-                    if last is not None and last.result()[0] is not None:
-                        await last.result()[0].aclose()
-                    last = task
-                if not pending and not more:
-                    assert last is not None
-                    winner = last
-                    response, error = last.result()
-                    return response, error, last is not tasks[0]
-                if more:
-                    start()
-                    pending.add(tasks[-1])
+            try:
+                response, error = await self._attempt(request, deadline, breaker)
+            except asyncio.CancelledError:
+                won = race.winner
+                race.primary_done = True
+                if won is None or (sys.version_info >= (3, 11) and me.uncancel() > 0):
+                    raise  # the caller was cancelled (too)
+                response, error = won.result()
+                return response, error, True
+            race.primary_done = True
+            if engine.usable(response, error) or (not hedges and not more()):
+                return response, error, False
+            return await self._race(race, (response, error, False), more, start, hedge)
         finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for task in tasks:
-                if task is winner or task.cancelled() or task.exception() is not None:
+            race.primary_done = True
+            if race.timer is not None:
+                race.timer.cancel()
+            if hedges:
+                await self._reap(hedges, race.winner)
+
+    async def _race(
+        self,
+        race: _Race,
+        last: Outcome,
+        more: Callable[[], bool],
+        start: Callable[[], None],
+        hedge: Hedge,
+    ) -> Outcome:
+        """The first attempt failed while hedges run: the first usable hedge wins;
+        a failure starts the next hedge at once; else the last outcome."""
+        engine = self._engine
+        loop = asyncio.get_running_loop()
+        hedges = race.hedges
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: Any = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        for task in hedges:
+            task.add_done_callback(wake)
+        judged: list[asyncio.Task[Any]] = []
+        latest: asyncio.Task[Any] | None = None
+        while True:
+            for task in hedges:
+                if not task.done() or task in judged:
                     continue
-                response, _error = task.result()
-                if response is not None:
-                    await response.aclose()
+                judged.append(task)
+                response, error = task.result()
+                if engine.usable(response, error):
+                    race.winner = task
+                    return response, error, True
+                if last[0] is not None:
+                    await last[0].aclose()
+                last, latest = (response, error, True), task
+            if len(judged) == len(hedges):
+                if not more():
+                    race.winner = latest  # its response goes to the caller
+                    return last
+                start()
+                hedges[-1].add_done_callback(wake)
+            timer = loop.call_later(hedge.after, wake) if more() else None
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            waiter = loop.create_future()
+            if timer is not None and not any(t.done() and t not in judged for t in hedges):
+                start()  # the delay passed without an answer
+                hedges[-1].add_done_callback(wake)
+
+    @staticmethod
+    async def _reap(tasks: list[asyncio.Task[Any]], winner: asyncio.Task[Any] | None) -> None:
+        """Cancel the attempts still running; close every response but the winner's."""
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if task is winner or task.cancelled() or task.exception() is not None:
+                continue
+            response, _error = task.result()
+            if response is not None:
+                await response.aclose()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -242,3 +356,15 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
 
     def __repr__(self) -> str:
         return f"AsyncResilientTransport({self._engine.describe()})"
+
+
+class _Race:
+    """The state of one hedged attempt, shared with the loop's callbacks."""
+
+    __slots__ = ("hedges", "primary_done", "timer", "winner")
+
+    def __init__(self) -> None:
+        self.hedges: list[asyncio.Task[tuple[httpx.Response | None, Exception | None]]] = []
+        self.winner: asyncio.Task[Any] | None = None
+        self.primary_done = False
+        self.timer: asyncio.TimerHandle | None = None
