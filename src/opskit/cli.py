@@ -102,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from opskit.webhooks._cli import main as webhooks_main
 
         return webhooks_main(argv[1:])
+    if argv[:1] == ["ops"]:  # its own parser: opskit ops rules|dashboard
+        from opskit.ops._cli import main as ops_main
+
+        return ops_main(argv[1:])
     parser = argparse.ArgumentParser(prog="opskit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"opskit {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -112,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="start it, make real requests, exit 0 or 1"
     )
     sub.add_parser("webhooks", help="sign or verify a webhook locally (opskit webhooks --help)")
+    sub.add_parser("ops", help="print Prometheus rules or a Grafana dashboard (opskit ops --help)")
     health = sub.add_parser(
         "health", help="probe a health endpoint once: exit 0 on pass or warn, 1 otherwise"
     )
