@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -8,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from opskit import __version__
 from opskit._core.asgi import ASGIApp, Receive, Scope, Send, send_problem, send_response
+from opskit.demo._dashboard import STATE_PATH, Dashboard
 from opskit.observability import metrics_asgi_app
 
 
@@ -33,22 +33,17 @@ def build_app(
 
         parts = default_parts(registry)
     metrics = metrics_asgi_app(registry)
-    mounted = sorted(parts, key=lambda p: len(p.prefix), reverse=True)
+    # The front page is a live dashboard (opskit.demo._dashboard): it counts each part's
+    # answers and refreshes from STATE_PATH.
+    board = Dashboard(parts, registry)
+    mounted = [
+        (p, board.observe(p.prefix, p.app))
+        for p in sorted(parts, key=lambda p: len(p.prefix), reverse=True)
+    ]
 
     async def index(send: Send) -> None:
-        rows = "".join(
-            f"<li><a href='{html.escape(p.prefix)}'>{html.escape(p.prefix)}</a> "
-            f"&mdash; {html.escape(p.title)}"
-            + "".join(f"<br><code>{html.escape(m)} {html.escape(u)}</code>" for m, u, _ in p.checks)
-            + "</li>"
-            for p in parts
-        )
-        page = (
-            f"<!doctype html><title>opskit demo</title><h1>opskit {__version__} demo</h1>"
-            f"<ul><li><a href='/metrics'>/metrics</a> &mdash; Prometheus exposition</li>"
-            f"{rows}</ul>"
-        )
-        await send_response(send, 200, page.encode(), content_type="text/html; charset=utf-8")
+        await send_response(send, 200, board.page(__version__),
+                            content_type="text/html; charset=utf-8")  # fmt: skip
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -68,9 +63,12 @@ def build_app(
         if path == "/metrics":
             await metrics(scope, receive, send)
             return
-        for part in mounted:
+        if path == STATE_PATH:
+            await board.serve_state(scope, send)
+            return
+        for part, observed in mounted:
             if path == part.prefix or path.startswith(part.prefix.rstrip("/") + "/"):
-                await part.app(scope, receive, send)
+                await observed(scope, receive, send)
                 return
         await send_problem(send, 404, detail=f"nothing is mounted at {path}")
 
