@@ -108,12 +108,8 @@ class TenantMiddleware:
         self._inflight: dict[str, asyncio.Future[Tenant | int]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
-            return
         want = self._fast_header
-        if want is not None:
+        if want is not None and scope["type"] == "http":
             # The common case, with the fewest operations: a header resolver, no
             # lookup, and an id this middleware has seen before. Anything else
             # (a new id, a repeated header, an exempt path) takes the full path.
@@ -125,21 +121,25 @@ class TenantMiddleware:
                         break
                     raw = value
             tenant = self._by_raw_get(raw)
-            if tenant is not None:
-                exempt = self._exempt
-                if exempt is None or not exempt(scope.get("path") or ""):
-                    self._counts[_RESOLVED] += 1
-                    t_token = _TENANT.set(tenant)
-                    l_token = _LOG_ID.set(tenant.id)
+            if tenant is not None and (
+                self._exempt is None or not self._exempt(scope.get("path", ""))
+            ):
+                self._counts[0] += 1  # RESOLVED
+                t_token = _TENANT.set(tenant)
+                l_token = _LOG_ID.set(tenant.id)
+                try:
+                    await self.app(scope, receive, send)
+                finally:
                     try:
-                        await self.app(scope, receive, send)
-                    finally:
-                        try:
-                            _TENANT.reset(t_token)
-                            _LOG_ID.reset(l_token)
-                        except (ValueError, RuntimeError):  # pragma: no cover - same task
-                            _restore(t_token, l_token)
-                    return
+                        _TENANT.reset(t_token)
+                        _LOG_ID.reset(l_token)
+                    except (ValueError, RuntimeError):  # pragma: no cover - same task
+                        _restore(t_token, l_token)
+                return
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
         await self._full(kind, scope, receive, send)
 
     async def _full(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
