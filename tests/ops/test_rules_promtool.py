@@ -119,9 +119,12 @@ CASES: dict[str, dict[str, Any]] = {
         ),
         "silent": (
             [
+                # 9.09% give up: just under 10%
                 s("opskit_retry_calls_total", "0+60x20", name="charge", outcome="first_try"),
-                s("opskit_retry_calls_total", "0+3x20", name="charge", outcome="exhausted"),
-                s("opskit_retry_calls_total", "0+30x20", name="charge", outcome="failed"),
+                s("opskit_retry_calls_total", "0+6x20", name="charge", outcome="exhausted"),
+                # errors that are not retried (failed) are not giving up
+                s("opskit_retry_calls_total", "0+60x20", name="refund", outcome="first_try"),
+                s("opskit_retry_calls_total", "0+30x20", name="refund", outcome="failed"),
             ],
             "15m",
             [],
@@ -164,8 +167,13 @@ CASES: dict[str, dict[str, Any]] = {
               "Limiter login (api) refuses 1 requests/s, far above its last hour")],
         ),
         "silent": (
-            [s("opskit_ratelimit_decisions_total", "0+60x75", name="login", decision="limited"),
-             s("opskit_ratelimit_decisions_total", "0+6000x75", name="login", decision="allowed")],
+            # the same 1/s, but up from 0.4/s: a rise of 2.5 times (the hour before
+            # averages 0.5/s with the rise's first minutes), below the factor of 3
+            [s("opskit_ratelimit_decisions_total", "0+24x60 1440+60x15",
+               name="login", decision="limited"),
+             s("opskit_ratelimit_decisions_total", "0+6000x75", name="login", decision="allowed"),
+             # a steep rise of a trickle stays under the floor of 0.1/s
+             s("opskit_ratelimit_decisions_total", "0x60 0+3x15", name="api", decision="limited")],
             "75m",
             [],
         ),
@@ -337,9 +345,11 @@ CASES: dict[str, dict[str, Any]] = {
               "HTTP client payments on a:1: 16.67% of attempts fail")],
         ),
         "silent": (
+            # 9.09% fail: just under 10%; cancelled attempts (a hedge's loser) are not failures
             [s("opskit_http_attempts_total", "0+60x20", client="payments", outcome="ok"),
-             s("opskit_http_attempts_total", "0+3x20", client="payments", outcome="error"),
-             s("opskit_http_attempts_total", "0+30x20", client="payments", outcome="cancelled")],
+             s("opskit_http_attempts_total", "0+6x20", client="payments", outcome="error"),
+             s("opskit_http_attempts_total", "0+60x20", client="search", outcome="ok"),
+             s("opskit_http_attempts_total", "0+30x20", client="search", outcome="cancelled")],
             "15m",
             [],
         ),
