@@ -10,13 +10,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from opskit.breaker import CircuitBreaker, RedisBreakerStore
 from opskit.cli import main as cli_main
 from opskit.health import CheckResult, HealthRegistry, Status, checks
 from opskit.http import ResilientTransport
-from opskit.ops import FAMILIES, ConfigError, Thresholds, alerts, rule_groups
+from opskit.ops import FAMILIES, ConfigError, Thresholds, alerts, rule_groups, rules_yaml
+from opskit.ops._yaml import dump
 from opskit.pii import EnvelopeCipher, Keyring, LocalKEK, PIICipher
 from opskit.ratelimit import RateLimiter
 from opskit.retry import Retry
@@ -34,7 +38,9 @@ def exported() -> Iterator[set[str]]:
     reg = CollectorRegistry(auto_describe=True)
     # A client for a port nothing listens on: building the store connects to nothing.
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
-    breaker = CircuitBreaker("b", store=RedisBreakerStore(client), registry=reg)
+    # never called, so it never waits on that port; its store's error counter is published
+    shared = CircuitBreaker("shared", store=RedisBreakerStore(client), registry=reg)
+    breaker = CircuitBreaker("b", registry=reg)
     policy = Retry("r", on=ConnectionError, attempts=2, registry=reg)
     limiter = RateLimiter("l", "3/minute", registry=reg)
     breaker.force_open()  # a transition: its family appears with its first sample
@@ -56,6 +62,7 @@ def exported() -> Iterator[set[str]]:
     del hooks
     transport.close()
     breaker.close()
+    shared.close()
     policy.close()
     limiter.close()
     client.close()
@@ -177,3 +184,29 @@ def test_every_alert_has_severity_and_a_runbook_section() -> None:
         assert a.name in headings, f"docs/operations.md has no section for {a.name}"
     for f in FAMILIES:
         assert f"`{f.name}`" in docs, f"docs/operations.md does not list {f.name}"
+
+
+# -- the YAML writer ---------------------------------------------------------------------------
+
+_leaf = st.one_of(
+    st.text(max_size=30), st.integers(-(2**40), 2**40), st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)  # fmt: skip
+_doc = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(min_size=1, max_size=12), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=12), _doc, max_size=5))
+def test_yaml_writer_round_trips_through_pyyaml(doc: dict[str, Any]) -> None:
+    assert yaml.safe_load(dump(doc)) == (doc or None)
+
+
+def test_rule_file_reads_back_as_its_document() -> None:
+    t = Thresholds(breaker_sole=("pay.ments", "geo"))
+    assert yaml.safe_load(rules_yaml(t)) == rule_groups(t)

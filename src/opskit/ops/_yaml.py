@@ -9,19 +9,40 @@ The core install has no YAML library; reading a ``--config`` file needs the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["dump"]
 
+# Left raw, a YAML reader folds these (line breaks inside a scalar) or refuses them (not
+# printable); JSON's escapes leave them alone. Characters beyond U+FFFF stay raw: JSON
+# would write a surrogate pair, which YAML reads as two characters.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+# Keys written bare: lower-case names that YAML 1.1 does not read as a bool or a null.
+_BARE = re.compile("[a-z_][a-z0-9_]*")
+_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
 
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        text = repr(value)  # YAML 1.1 reads 1e-09 as a string: it wants 1.0e-09
+        if "e" in text and "." not in text:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return text
     if isinstance(value, str):
-        return json.dumps(value)
+        return _UNSAFE.sub(_escape, json.dumps(value, ensure_ascii=False))
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
 
 
@@ -30,7 +51,7 @@ def _lines(value: Any, indent: int) -> list[str]:
     if isinstance(value, Mapping):
         out: list[str] = []
         for key, item in value.items():
-            k = _scalar(str(key)) if not str(key).isidentifier() else str(key)
+            k = str(key) if _BARE.fullmatch(str(key)) and key not in _WORDS else _scalar(str(key))
             if isinstance(item, (Mapping, list, tuple)) and item:
                 out.append(f"{pad}{k}:")
                 out.extend(_lines(item, indent + 2))
