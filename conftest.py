@@ -11,8 +11,10 @@
 - docs/frameworks.md shows the framework test apps' code verbatim
   (``tests/frameworks/apps``): each of its blocks must be one of those snippets, which
   ``tests/frameworks/test_matrix.py`` runs behind real servers.
-- The ``docs_env`` fixture gives every block a real redis-server (``REDIS_URL``, flushed
-  before each block) and the webhook secrets the pages read with ``from_env``.
+- The ``docs_env`` fixture gives every block a real redis-server (``REDIS_URL``; the db is
+  flushed when a page starts, and a page's blocks share it) and the secrets the pages read
+  with ``from_env``. Sybil puts the fixtures (``docs_env``, ``docs_redis_url``,
+  ``monkeypatch``) into the page's namespace too.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def _evaluate(example: Example) -> None:
     missing = ns.get("_docs_redis_missing")
     if missing and "REDIS_URL" in example.document.text:
         raise unittest.SkipTest(missing)
+    if ns.pop("_docs_new_page", False) and os.environ.get("REDIS_URL"):
+        import redis
+
+        with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
+            client.flushdb()  # each page starts on an empty db; its blocks share it
     source = pad(example.parsed, example.line + example.parsed.line_offset)
     code = compile(
         source, example.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
@@ -82,6 +89,7 @@ def _snippet_of_the_tested_apps(example: Example) -> None:
 
 def _setup(namespace: dict[str, Any]) -> None:
     namespace["_docs_loop"] = asyncio.new_event_loop()
+    namespace["_docs_new_page"] = True
     namespace["__name__"] = "__main__"  # as a pasted script runs (Flask(__name__) needs one)
     namespace["_docs_structlog"] = structlog.get_config()  # configure_logging() is global
 
@@ -111,6 +119,8 @@ def docs_redis_url() -> Iterator[str | None]:
 
 @pytest.fixture
 def docs_env(docs_redis_url: str | None, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # Sybil puts every fixture of the closure into the page's namespace: no `request` here
+    # (it would shadow Flask's `request` in a page's views).
     from _redis import MISSING_REASON, REQUIRE
 
     env = dict(DOCS_ENV)
@@ -118,11 +128,6 @@ def docs_env(docs_redis_url: str | None, monkeypatch: pytest.MonkeyPatch) -> dic
         if REQUIRE:
             pytest.fail(f"OPSKIT_REQUIRE_REDIS=1 but {MISSING_REASON}", pytrace=False)
     else:
-        import redis
-
-        client = redis.Redis.from_url(docs_redis_url)
-        client.flushdb()
-        client.close()
         env["REDIS_URL"] = docs_redis_url
     for name, value in env.items():
         monkeypatch.setenv(name, value)
