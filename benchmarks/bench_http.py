@@ -10,7 +10,11 @@ Two measurements, one run, one process for the clients:
    around ``client.get`` from tenacity (retry), pybreaker (breaker) and
    ``asyncio.timeout`` (total and attempt timeouts; the stack has no limiter).
    Target: opskit >= 95% of the bare transport's requests per second.
-2. In-process overhead per request on ``httpx.MockTransport`` (time per request
+2. Client instructions per request (valgrind, where installed) over one
+   keep-alive connection to the same server: the client's CPU is what limits
+   the requests per second here, and this count is free of the machine's
+   speed and its neighbours (2 shared cores: the timings above are noisy).
+3. In-process overhead per request on ``httpx.MockTransport`` (time per request
    minus the bare transport's), async and sync. Target: opskit's overhead below
    the hand-stack's.
 
@@ -20,6 +24,7 @@ Ratios are medians of paired rounds (each round's cases against each other).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,7 +173,71 @@ async def keep_alive(url: str) -> None:
         await c.aclose()
 
 
-# -- 2. in-process overhead on MockTransport -----------------------------------------------
+# -- 2. client instructions per request (valgrind) ---------------------------------------
+
+COUNTED = ("bare", "opskit", "tenacity+pybreaker")
+
+
+async def _count_run(case: str, n: int, url: str) -> None:
+    reg = CollectorRegistry()
+    if url == "mock":  # in process, on httpx.MockTransport
+        if case == "opskit":
+            client = httpx.AsyncClient(
+                transport=AsyncResilientTransport(httpx.MockTransport(_aok), **parts(reg))
+            )
+        else:
+            client = httpx.AsyncClient(transport=httpx.MockTransport(_aok))
+        get = hand_stack(client.get) if case == "tenacity+pybreaker" else client.get
+        url = "http://upstream.test/v1/x"
+    elif case == "opskit":
+        client = httpx.AsyncClient(transport=AsyncResilientTransport(**parts(reg)))
+        get = client.get
+    else:
+        client = httpx.AsyncClient()
+        get = client.get if case == "bare" else hand_stack(client.get)
+    for _ in range(n + 1):
+        await get(url)
+    await client.aclose()
+
+
+def _instructions(valgrind: str, case: str, n: int, url: str) -> int:
+    out = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         __file__, "--count", case, str(n), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(x for x in out.stderr.splitlines() if "Collected" in x)
+    return int(line.split()[-1])
+
+
+def instructions(url: str, counts: tuple[int, int] = (50, 550)) -> None:
+    """Instructions per request (valgrind), over the network (``url``) or in process
+    on MockTransport (``"mock"``): two runs of different lengths, the difference
+    divided by the requests between them."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("(valgrind not installed: instructions per request not counted)")
+        return
+    per = {}
+    for case in COUNTED:
+        low, high = (_instructions(valgrind, case, n, url) for n in counts)
+        per[case] = (high - low) / (counts[1] - counts[0])
+    if url == "mock":
+        print("in-process, httpx.MockTransport, async: instructions per request (valgrind)")
+    else:
+        print("client instructions per request, one keep-alive connection (valgrind)")
+    for case in COUNTED:
+        print(f"  {case:20s} {per[case]:10.0f}  (+{per[case] - per['bare']:.0f})")
+    if url == "mock":
+        ours, theirs = (per[c] - per["bare"] for c in ("opskit", "tenacity+pybreaker"))
+        print(f"  opskit overhead / hand-stack overhead: {ours / theirs:.2f} (target < 1)")
+        return
+    for case in ("opskit", "tenacity+pybreaker"):
+        print(f"  bare / {case}: {per['bare'] / per[case]:.1%}"
+              + (" (target >= 95%)" if case == "opskit" else ""))  # fmt: skip
+
+
+# -- 3. in-process overhead on MockTransport -----------------------------------------------
 
 
 def _ok(request: httpx.Request) -> httpx.Response:
@@ -233,6 +302,9 @@ def report_overhead(title: str, times: dict[str, list[float]]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--count"]:
+        asyncio.run(_count_run(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+        return
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
     try:
@@ -244,11 +316,13 @@ def main() -> None:
             except httpx.TransportError:
                 time.sleep(0.02)
         asyncio.run(keep_alive(url))
+        instructions(url)
     finally:
         server.terminate()
         server.wait()
     report_overhead("in-process, httpx.MockTransport, async:", asyncio.run(mock_async()))
     report_overhead("in-process, httpx.MockTransport, sync (no hedge):", mock_sync())
+    instructions("mock")
 
 
 if __name__ == "__main__":

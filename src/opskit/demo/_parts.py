@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 from opskit.demo._app import Part
 from opskit.demo._breaker import demo_part as breaker_part
 from opskit.demo._health import demo_parts as health_parts
+from opskit.demo._http import demo_part as http_part
 from opskit.demo._pii import demo_part as pii_part
 from opskit.demo._ratelimit import demo_part as ratelimit_part
 from opskit.demo._retry import demo_part as retry_part
@@ -23,4 +24,5 @@ def default_parts(registry: CollectorRegistry | None = None) -> list[Part]:
     parts.append(pii_part(registry))
     parts.append(tenancy_part(registry))
     parts.extend(health_parts(registry))
+    parts.append(http_part(registry))
     return parts

@@ -252,6 +252,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 won = race.winner
                 race.primary_done = True
                 if won is None or (sys.version_info >= (3, 11) and me.uncancel() > 0):
+                    race.winner = None  # nobody takes the response: close it too
                     raise  # the caller was cancelled (too)
                 response, error = won.result()
                 return response, error, True
