@@ -39,6 +39,8 @@ def test_dashboard_is_a_valid_model_with_a_row_per_module_and_a_panel_per_family
         assert all('job=~"$job"' in t.expr for t in p.targets if isinstance(t, gp.Dataquery))
         assert isinstance(p.options, gts.Options)
         assert p.grid_pos is not None and p.grid_pos.w == 8
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(set(ids)) == len(ids) and all(isinstance(i, int) and i > 0 for i in ids)
     exprs = {t["expr"] for p in doc["panels"] for t in p.get("targets", [])}
     assert exprs == {f.panel_expr for f in FAMILIES}
     variables = {v["name"]: v for v in doc["templating"]["list"]}

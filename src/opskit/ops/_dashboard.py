@@ -67,11 +67,13 @@ def build(*, uid: str = "opskit") -> gd.Dashboard:
             )
         )
     )  # fmt: skip
+    ids = iter(range(1, 1000))  # Grafana keys panel state (links, edits) by a unique id
     for module, title in MODULES.items():
-        board = board.with_row(gd.Row(title))
+        board = board.with_row(gd.Row(title).id(next(ids)))
         for fam in (f for f in FAMILIES if f.module == module):
             panel = (
                 gt.Panel()
+                .id(next(ids))
                 .title(fam.name)
                 .description(fam.help)
                 .datasource(_DS)
