@@ -231,7 +231,7 @@ def flask_app(echo_url: str) -> Any:
 def test_waitress_requests_zero_mismatches(echo_url: str) -> None:
     rng = random.Random(16)
     kinds = ["/plain", "/stream", "/pool", "/outgoing"]
-    plan = [(rng.choice(kinds), rng.choice(TENANTS)) for _ in range(N_REQUESTS // 2)]
+    plan = [(rng.choice(kinds), rng.choice(TENANTS)) for _ in range(N_REQUESTS)]
     mismatches: list[tuple[str, str, str]] = []
     lock = threading.Lock()
     with run_wsgi(flask_app(echo_url)) as url:
@@ -258,3 +258,52 @@ def test_waitress_requests_zero_mismatches(echo_url: str) -> None:
             assert {client.get("/probe").text for _ in range(40)} == {"-"}
             assert client.get("/plain-pool", headers={"X-Tenant-ID": "acme"}).text == "-"
     assert mismatches == []
+
+
+def ws_connect(url: str, headers: dict[str, str]) -> tuple[int | None, str | None]:
+    """Open a websocket with wsproto over a socket: (HTTP status of a rejection or None,
+    the first text message after an accept or None)."""
+    import socket as socket_
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, RejectConnection, Request, TextMessage
+
+    host, port = url.removeprefix("http://").split(":")
+    ws = WSConnection(ConnectionType.CLIENT)
+    with socket_.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(ws.send(Request(host=host, target="/ws",
+                                     extra_headers=[(k.encode(), v.encode())
+                                                    for k, v in headers.items()])))  # fmt: skip
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return None, None
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, RejectConnection):
+                    return event.status_code, None
+                if isinstance(event, TextMessage):
+                    return None, event.data
+                if isinstance(event, AcceptConnection):
+                    continue
+
+
+def test_websockets_through_uvicorn() -> None:
+    reached: list[str] = []
+
+    async def ws_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        reached.append(who())
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": who()})
+        await send({"type": "websocket.close", "code": 1000})
+
+    app = TenantMiddleware(ws_app, registry=CollectorRegistry())
+    with run_uvicorn(app, ws="wsproto") as url:
+        assert ws_connect(url, {"X-Tenant-ID": "acme"}) == (None, "acme")
+        # Refused before websocket.accept: uvicorn answers the handshake with 403.
+        assert ws_connect(url, {}) == (403, None)
+        assert ws_connect(url, {"X-Tenant-ID": "bad id"}) == (403, None)
+    assert reached == ["acme"]
