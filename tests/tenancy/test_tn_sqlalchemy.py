@@ -181,3 +181,30 @@ def test_imports_without_sqlalchemy_and_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "opskit[sqlalchemy]" in out.stdout
+
+
+async def test_async_engine_follows_the_scope(dbdir: Path) -> None:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+    base = create_async_engine(f"sqlite+aiosqlite:///{dbdir / 'main.db'}")
+
+    @event.listens_for(base.sync_engine, "connect")
+    def attach(dbapi_conn: Any, record: Any) -> None:
+        for t in TENANTS.values():
+            dbapi_conn.execute(f"ATTACH DATABASE '{dbdir / (t.id + '.db')}' AS {t.schema}")
+
+    engine = tenant_engine(base)
+    assert isinstance(engine, AsyncEngine)
+    try:
+        for name in ("acme", "globex"):
+            async with tenant_scope(TENANTS[name]), engine.begin() as conn:
+                await conn.run_sync(metadata.create_all, tables=[notes])
+                await conn.execute(insert(notes).values(body=name))
+        async with tenant_scope(TENANTS["globex"]), AsyncSession(engine) as session:
+            assert (await session.scalars(select(notes.c.body))).all() == ["globex"]
+        async with engine.connect() as conn:
+            with pytest.raises(NoTenant):
+                await conn.execute(select(notes))
+    finally:
+        await base.dispose()
+    assert rows_in_file(dbdir / "acme.db", "notes") == [(1, "acme")]

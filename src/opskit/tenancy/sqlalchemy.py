@@ -20,7 +20,8 @@ tenant whose ``schema(...)`` fails never falls back to another schema.
 Not translated: ``text()`` and ``exec_driver_sql()`` (their SQL is written by
 hand; outside a scope they raise ``NoTenant`` all the same), and tables
 declared with an explicit ``schema=`` (shared tables stay where they are).
-An ORM ``Session``'s identity map is not keyed by tenant: open one session per
+``tenant_engine(async_engine)`` works the same for ``AsyncEngine`` /
+``AsyncSession``. An ORM ``Session``'s identity map is not keyed by tenant: open one session per
 scope (per request or job), never one across scopes.
 
 On SQLite the application ATTACHes each tenant's database in a ``connect``
@@ -30,7 +31,7 @@ event (SQLite allows 10 attached databases per connection by default).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from opskit.tenancy._context import _TENANT
 from opskit.tenancy._errors import NoTenant, TenantError
@@ -38,11 +39,17 @@ from opskit.tenancy._tenant import Tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 try:
     from sqlalchemy import event as _event
 except ImportError:  # the extra is not installed; tenant_engine says so
     _event = None  # type: ignore[assignment]
+
+try:
+    from sqlalchemy.ext.asyncio import AsyncEngine as _AsyncEngine
+except ImportError:  # no asyncio support in this SQLAlchemy: sync engines only
+    _AsyncEngine = None  # type: ignore[assignment,misc]
 
 __all__ = ["tenant_engine"]
 
@@ -87,15 +94,40 @@ class _TenantSchemas(dict[Any, Any]):
         return "{None: <the current tenant's schema>}"
 
 
+@overload
+def tenant_engine(
+    base_engine: AsyncEngine,
+    schema: Callable[[Tenant], str] = ...,
+    default_schema: str | None = ...,
+) -> AsyncEngine: ...
+
+
+@overload
 def tenant_engine(
     base_engine: Engine,
+    schema: Callable[[Tenant], str] = ...,
+    default_schema: str | None = ...,
+) -> Engine: ...
+
+
+def tenant_engine(
+    base_engine: Engine | AsyncEngine,
     schema: Callable[[Tenant], str] = _default_schema,
     default_schema: str | None = None,
-) -> Engine:
+) -> Engine | AsyncEngine:
     """An engine on ``base_engine``'s pool whose unqualified tables live in
-    ``schema(current tenant)``; see the module docs."""
+    ``schema(current tenant)``; see the module docs. An ``AsyncEngine`` gives an
+    ``AsyncEngine`` (its statements run in greenlets that see the caller's scope)."""
     if _event is None:
         raise ImportError(_EXTRA)
+    if _AsyncEngine is not None and isinstance(base_engine, _AsyncEngine):
+        return _AsyncEngine(_sync_tenant_engine(base_engine.sync_engine, schema, default_schema))
+    return _sync_tenant_engine(base_engine, schema, default_schema)  # type: ignore[arg-type]
+
+
+def _sync_tenant_engine(
+    base_engine: Engine, schema: Callable[[Tenant], str], default_schema: str | None
+) -> Engine:
 
     def resolve() -> str:
         tenant = _TENANT.get()
