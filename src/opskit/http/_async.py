@@ -128,7 +128,9 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                     return response
                 kind = step[0]
                 if kind == ATTEMPT:
-                    breaker = engine.breaker_of(request)
+                    breaker = (
+                        engine.breaker if engine.breaker_for is None else engine.breaker_of(request)
+                    )
                     hedge: Hedge | None = step[2]
                     if hedge is None:
                         response_, error = await self._attempt(request, step[1], breaker)

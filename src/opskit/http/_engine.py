@@ -259,7 +259,7 @@ class Engine:
             for key, value in self._tenant_headers().items():
                 if key not in request.headers:
                     request.headers[key] = value
-        again = replayable(request)
+        again = isinstance(request.stream, httpx.ByteStream)  # replayable(request)
         may_retry = again and (
             request.method in self.retry_methods or "idempotency-key" in request.headers
         )
