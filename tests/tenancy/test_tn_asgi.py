@@ -471,3 +471,28 @@ async def test_only_sp_and_htab_are_stripped(raw: bytes) -> None:
     assert (await call(app, scope)).status == 400
     scope["headers"] = [(b"x-tenant-id", b" \tacme\t ")]
     assert (await call(app, scope)).body.startswith(b"acme|")
+
+
+async def test_known_tenants_of_a_lookup_expire_on_the_fast_path_too() -> None:
+    clock = ManualClock()
+    calls: list[str] = []
+    plans = {"acme": "pro"}
+
+    def lookup(tenant_id: str) -> Tenant | None:
+        calls.append(tenant_id)
+        return Tenant(tenant_id, plan=plans[tenant_id]) if tenant_id in plans else None
+
+    app = mw(lookup=lookup, lookup_ttl=10, clock=clock)
+    for _ in range(5):
+        assert (await get(app, "/", {"X-Tenant-ID": "acme"})).body.startswith(b"acme|pro|")
+    assert calls == ["acme"]
+    plans["acme"] = "enterprise"
+    clock.advance(9.9)
+    assert (await get(app, "/", {"X-Tenant-ID": "acme"})).body.startswith(b"acme|pro|")
+    clock.advance(0.2)  # the entry expired: the next request looks the tenant up again
+    assert (await get(app, "/", {"X-Tenant-ID": "acme"})).body.startswith(b"acme|enterprise|")
+    assert (await get(app, "/", {"X-Tenant-ID": "acme"})).body.startswith(b"acme|enterprise|")
+    assert calls == ["acme", "acme"]
+    del plans["acme"]
+    clock.advance(11)
+    assert (await get(app, "/", {"X-Tenant-ID": "acme"})).status == 404  # gone: never stale

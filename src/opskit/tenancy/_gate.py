@@ -155,6 +155,10 @@ class Gate:
         except InvalidTenant:
             return INVALID
 
+    def cached(self, tenant_id: str) -> tuple[float, Tenant | None] | None:
+        """The lookup cache's entry for ``tenant_id``: (expires, tenant or None)."""
+        return self._cache.get(tenant_id)
+
     def settle(self, tenant_id: str, result: object) -> Tenant | int:
         """Cache what ``lookup(tenant_id)`` returned (misses too); the request's answer."""
         if result is not None and not isinstance(result, Tenant):

@@ -94,14 +94,20 @@ class TenantMiddleware:
         self._mutates = gate.resolver.mutates
         self._exempt = gate.exempt
         self._decide = gate.decide
-        # The fast path's state: the header's raw name (a header resolver and no
-        # lookup only) and the Tenant for each raw value seen.
+        # The fast path's state (a header resolver only): the header's raw name and
+        # the Tenant for each raw value seen: for good without a lookup, else until
+        # the lookup's cache entry expires (known tenants only; misses go the full way).
         resolver_ = gate.resolver
         self._fast_header: bytes | None = (
-            resolver_.raw_name if isinstance(resolver_, _Header) and lookup is None else None
+            resolver_.raw_name if isinstance(resolver_, _Header) else None
         )
         self._by_raw: dict[bytes, Tenant] = {}
         self._by_raw_get: Callable[[Any], Tenant | None] = self._by_raw.get
+        self._by_raw_ttl: dict[bytes, tuple[float, Tenant]] = {}
+        self._ttl_get: Callable[[Any], tuple[float, Tenant] | None] | None = (
+            None if lookup is None else self._by_raw_ttl.get
+        )
+        self._monotonic = gate.clock.monotonic
         self._counts = gate.counts
         self._required = required
         self._async_lookup = lookup is not None and _is_async(lookup)
@@ -121,6 +127,10 @@ class TenantMiddleware:
                         break
                     raw = value
             tenant = self._by_raw_get(raw)
+            if tenant is None and self._ttl_get is not None:
+                entry = self._ttl_get(raw)
+                if entry is not None and entry[0] > self._monotonic():
+                    tenant = entry[1]
             if tenant is not None and (
                 self._exempt is None or not self._exempt(scope.get("path", ""))
             ):
@@ -170,10 +180,7 @@ class TenantMiddleware:
             await self._reject(decided, kind, receive, send)
             return
         if self._fast_header is not None and isinstance(found, str):
-            by_raw = self._by_raw
-            if len(by_raw) >= self._gate.cache_size:
-                by_raw.clear()
-            by_raw[found.encode("latin-1")] = decided
+            self._remember(found, decided)
         counts[_RESOLVED] += 1
         t_token = _TENANT.set(decided)
         l_token = _LOG_ID.set(decided.id)
@@ -185,6 +192,23 @@ class TenantMiddleware:
                 _LOG_ID.reset(l_token)
             except (ValueError, RuntimeError):  # pragma: no cover - the same task
                 _restore(t_token, l_token)
+
+    def _remember(self, found: str, tenant: Tenant) -> None:
+        """Let the fast path find ``tenant`` from the raw header value next time."""
+        raw = found.encode("latin-1")
+        gate = self._gate
+        if self._ttl_get is None:
+            by_raw = self._by_raw
+            if len(by_raw) >= gate.cache_size:
+                by_raw.clear()
+            by_raw[raw] = tenant
+            return
+        entry = gate.cached(found)
+        if entry is not None and entry[1] is tenant:
+            by_ttl = self._by_raw_ttl
+            if len(by_ttl) >= gate.cache_size:
+                by_ttl.clear()
+            by_ttl[raw] = (entry[0], tenant)
 
     async def _reject(self, outcome: int, kind: str, receive: Receive, send: Send) -> None:
         counts = self._counts
