@@ -153,6 +153,10 @@ def test_live_page(demo: str, browser: Any) -> None:
     WebDriverWait(browser, WAIT, poll_frequency=0.05).until(
         lambda d: _text(d, "#retry-gave-up") == "1 gave up"
     )
+    browser.find_element(By.CSS_SELECTOR, "button[data-action='retry-recovers']").click()
+    WebDriverWait(browser, WAIT, poll_frequency=0.05).until(
+        lambda d: "recovered 1" in _text(d, "#retry")
+    )
     browser.find_element(By.CSS_SELECTOR, "button[data-action='webhook-self-test']").click()
     WebDriverWait(browser, WAIT, poll_frequency=0.05).until(
         lambda d: "signature_mismatch 1" in _text(d, "#webhooks")

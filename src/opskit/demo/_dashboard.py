@@ -46,6 +46,9 @@ class Dashboard:
         #: prefix -> status code -> answers sent by that part
         self.statuses: dict[str, dict[str, int]] = {p.prefix: {} for p in self.parts}
         self.started = time.time()
+        #: the demo retry policy's outcomes, read from /retry/flaky's answers (the part
+        #: builds a policy per request and closes it, so its metrics do not stay)
+        self.retry = {"first_try": 0, "recovered": 0, "gave_up": 0}
 
     # -- wrapping the parts -----------------------------------------------------------
 
@@ -54,15 +57,34 @@ class Dashboard:
         counts = self.statuses.setdefault(prefix, {})
 
         async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+            status = 0
+            body: list[bytes] = []
+
             async def counting_send(message: Message) -> None:
+                nonlocal status
                 if message["type"] == "http.response.start":
-                    code = str(message["status"])
+                    status = int(message["status"])
+                    code = str(status)
                     counts[code] = counts.get(code, 0) + 1
+                elif message["type"] == "http.response.body" and sum(map(len, body)) < 4096:
+                    body.append(message.get("body", b""))
                 await send(message)
 
             await app(scope, receive, counting_send)
+            if scope.get("path") == "/retry/flaky":
+                self._retry_outcome(status, b"".join(body))
 
         return observed
+
+    def _retry_outcome(self, status: int, body: bytes) -> None:
+        if status == 503:
+            self.retry["gave_up"] += 1
+        elif status == 200:
+            try:
+                attempts = json.loads(body).get("attempts")
+            except (ValueError, AttributeError):
+                return
+            self.retry["first_try" if attempts == 1 else "recovered"] += 1
 
     # -- the page ---------------------------------------------------------------------
 
@@ -150,17 +172,13 @@ class Dashboard:
                 by("opskit_ratelimit_decisions_total", "name", "decision").items()
             )
         ]
-        retry_codes = self.statuses.get("/retry", {})
         return {
             "time": time.time(),
             "uptime": round(time.time() - self.started, 1),
             "refresh_seconds": REFRESH_SECONDS,
             "breakers": breakers,
             "limiters": limiters,
-            "retry": {
-                "recovered_or_first_try": retry_codes.get("200", 0),
-                "gave_up": retry_codes.get("503", 0),
-            },
+            "retry": dict(self.retry),
             "webhooks": by("opskit_webhook_verifications_total", "scheme", "result"),
             "tenancy": by("opskit_tenancy_requests_total", "", "outcome").get("", {}),
             "pii": by("opskit_pii_operations_total", "op", "key_id"),
