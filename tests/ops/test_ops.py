@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +212,33 @@ def test_yaml_writer_round_trips_through_pyyaml(doc: dict[str, Any]) -> None:
 def test_rule_file_reads_back_as_its_document() -> None:
     t = Thresholds(breaker_sole=("pay.ments", "geo"))
     assert yaml.safe_load(rules_yaml(t)) == rule_groups(t)
+
+
+# -- without the [ops] extra ---------------------------------------------------------------
+
+_WITHOUT = (
+    "import sys; sys.modules['grafana_foundation_sdk'] = None; sys.modules['yaml'] = None; "
+    "from opskit.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "err"),
+    [
+        (["ops", "rules"], 0, ""),
+        (
+            ["ops", "rules", "--config", "t.yml"],
+            2,
+            "--config needs PyYAML: pip install 'opskit[ops]'",
+        ),
+        (["ops", "dashboard"], 2, "pip install 'opskit[ops]'"),
+    ],
+)
+def test_without_the_ops_extra(tmp_path: Path, args: list[str], code: int, err: str) -> None:
+    (tmp_path / "t.yml").write_text("breaker: {open_for: 2m}\n")
+    out = subprocess.run([sys.executable, "-c", _WITHOUT, *args], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert out.returncode == code, out.stderr
+    assert err in out.stderr
+    if code == 0:
+        assert "OpskitBreakerOpen" in out.stdout and out.stderr == ""
