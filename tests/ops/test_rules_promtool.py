@@ -34,7 +34,7 @@ def s_job(metric: str, values: str, **labels: str) -> dict[str, str]:
 # alertname and severity) with its rendered summary), for the firing case and the near miss.
 Case = tuple[list[dict[str, str]], str, list[tuple[dict[str, str], str]]]
 
-SOLE = Thresholds(breaker_sole=("payments",))
+SOLE = Thresholds(breaker_sole=("payments", "geo.v2"))
 
 CASES: dict[str, dict[str, Any]] = {
     "OpskitBreakerOpen": {
@@ -74,7 +74,13 @@ CASES: dict[str, dict[str, Any]] = {
                 )
             ],
         ),
-        "silent": ([s("opskit_breaker_state", "1x10", name="search", state="open")], "3m", []),
+        "silent": (
+            [s("opskit_breaker_state", "1x10", name="search", state="open"),
+             # the dot of geo.v2 matches a dot only
+             s("opskit_breaker_state", "1x10", name="geoXv2", state="open")],
+            "3m",
+            [],
+        ),
     },
     "OpskitBreakerFlapping": {
         "fire": (
@@ -392,7 +398,8 @@ def _write_rules(tmp: Path, t: Thresholds) -> Path:
 
 
 def test_check_rules_default_and_configured(promtool: str, tmp_path: Path) -> None:
-    for t in (Thresholds(), SOLE):
+    odd = Thresholds(breaker_sole=("pay.ments", "geo-v2", "a(b)"), health_readiness_group="ready")
+    for t in (Thresholds(), SOLE, odd):
         path = _write_rules(tmp_path, t)
         out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
