@@ -73,6 +73,7 @@ def _check(host: str) -> int:
     checks: list[tuple[str, str, int]] = [
         ("GET", "/", 200),
         ("GET", "/metrics", 200),
+        ("GET", "/ops/state.json", 200),  # what the front page refreshes from
         ("GET", "/nowhere", 404),
     ]
     for part in parts:
