@@ -246,7 +246,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             elif more():
                 start()  # an early failure starts the next hedge at once
 
-        race.timer = loop.call_later(hedge.after, tick)
+        race.timer = loop.call_at(loop.time() + hedge.after, tick)
         try:
             try:
                 response, error = await self._attempt(request, deadline, breaker)

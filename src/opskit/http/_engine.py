@@ -225,7 +225,11 @@ class Engine:
         """Count one attempt's outcome."""
         if error is None:
             assert response is not None
-            self.attempts["status" if self.bad_status(response) else "ok"] += 1
+            check = self._result_check
+            bad = response.status_code in self.retry_statuses or (
+                check is not None and bool(check(response))
+            )
+            self.attempts["status" if bad else "ok"] += 1
         elif isinstance(error, CircuitOpenError):
             self.attempts["rejected"] += 1
         elif isinstance(error, httpx.TimeoutException):
@@ -234,7 +238,10 @@ class Engine:
             self.attempts["error"] += 1
 
     def usable(self, response: httpx.Response | None, error: BaseException | None) -> bool:
-        return error is None and response is not None and not self.bad_status(response)
+        if error is not None or response is None or response.status_code in self.retry_statuses:
+            return False
+        check = self._result_check
+        return check is None or not check(response)
 
     def _raised(self, error: BaseException) -> None:
         if isinstance(error, CircuitOpenError):
@@ -251,7 +258,7 @@ class Engine:
         now = self._now
         deadline = None if self.total_timeout is None else now() + self.total_timeout
         if self.limiter is not None:
-            wait_limit = None if deadline is None else max(deadline - now(), 0.0)
+            wait_limit = None if deadline is None else self.total_timeout
             if not (yield (ACQUIRE, self.limiter_key(request), wait_limit)):
                 self.calls["timeout"] += 1
                 raise self.timeout_error(True, request)
@@ -266,8 +273,10 @@ class Engine:
         hedge = self.hedge if may_retry else None
         run: RetryRun | None = self.retry.begin() if self.retry is not None else None
         retried = False
+        # The first attempt's deadline check is needed only after a limiter wait.
+        check_deadline = deadline is not None and self.limiter is not None
         while True:
-            if deadline is not None and deadline - now() <= 0:
+            if check_deadline and deadline - now() <= 0:  # type: ignore[operator]
                 if run is not None:
                     run.failed()
                 self.calls["timeout"] += 1
@@ -277,7 +286,10 @@ class Engine:
             retry_after: float | None = None
             if error is None:
                 assert response is not None
-                if not self.bad_status(response):
+                check = self._result_check
+                if response.status_code not in self.retry_statuses and (
+                    check is None or not check(response)
+                ):
                     if run is not None:
                         run.succeeded()
                     self.calls["hedged" if hedged else "retried" if retried else "ok"] += 1
@@ -321,6 +333,7 @@ class Engine:
                 wait=round(wait, 6),
             )
             retried = True
+            check_deadline = deadline is not None
             yield (SLEEP, wait, response, run)
 
     # -- telemetry ---------------------------------------------------------------------
