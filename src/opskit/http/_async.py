@@ -23,6 +23,7 @@ from opskit.http._engine import (
     ServerStatus,
 )
 from opskit.http._hedge import Hedge
+from opskit.http._timers import Cancellable, Wheel
 from opskit.ratelimit import RateLimiter, RateLimitExceeded
 from opskit.retry import Retry
 
@@ -44,15 +45,28 @@ class _Expiry:
         self.task.cancel()
 
 
-async def _within(coro: Coroutine[Any, Any, httpx.Response], seconds: float) -> httpx.Response:
-    """``await coro``, or raise ``TimeoutError`` after ``seconds``."""
+class _Wheels:
+    """The timer wheels of one event loop: attempt timeouts, hedge delays."""
+
+    __slots__ = ("attempts", "hedges", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.attempts = Wheel(loop)
+        self.hedges = Wheel(loop)
+
+
+async def _within(
+    coro: Coroutine[Any, Any, httpx.Response], seconds: float, wheel: Wheel
+) -> httpx.Response:
+    """``await coro``, or raise ``TimeoutError`` after ``seconds`` (timed on ``wheel``)."""
     if sys.version_info >= (3, 11):
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
+        loop = wheel.loop
         cancelling = task.cancelling()
         expiry = _Expiry(task)
-        handle = loop.call_at(loop.time() + seconds, expiry)
+        handle = wheel.call_at(loop.time() + seconds, expiry)
         try:
             response = await coro
         except asyncio.CancelledError:
@@ -108,12 +122,23 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         )  # fmt: skip
         self.transport = httpx.AsyncHTTPTransport() if transport is None else transport
         self._send = self.transport.handle_async_request
+        self._wheels: _Wheels | None = None  # of the loop that ran the last request
+        # Each breaker's public decorator around the exchange (its cheap closed path).
+        self._guarded: dict[CircuitBreaker, Callable[..., Coroutine[Any, Any, httpx.Response]]] = {}
 
     @property
     def name(self) -> str:
         return self._engine.name
 
     # -- the steps' I/O -----------------------------------------------------------------
+
+    def _wheels_of(self, loop: asyncio.AbstractEventLoop) -> _Wheels:
+        wheels = self._wheels
+        if wheels is None or wheels.loop is not loop:
+            # Another loop (or the first request): wheels of its own. A wheel is only
+            # touched by its loop's thread, so one left to an earlier loop stays sound.
+            self._wheels = wheels = _Wheels(loop)
+        return wheels
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         engine = self._engine
@@ -166,7 +191,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             response = await self._send(request)
         else:
             try:
-                response = await _within(self._send(request), budget)
+                wheels = self._wheels_of(asyncio.get_running_loop())
+                response = await _within(self._send(request), budget, wheels.attempts)
             except TimeoutError:
                 raise self._engine.timeout_error(total, request) from None
         if trip and response.status_code >= 500:
@@ -185,7 +211,10 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             if breaker is None:
                 response = await self._exchange(request, budget, total, False)
             else:
-                response = await breaker.call_async(self._exchange, request, budget, total, True)
+                guarded = self._guarded.get(breaker)
+                if guarded is None:
+                    guarded = self._guarded.setdefault(breaker, breaker(self._exchange))
+                response = await guarded(request, budget, total, True)
         except ServerStatus as failed:
             response = failed.response
         except asyncio.CancelledError:
@@ -234,7 +263,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             if more():
                 start()
             if more():
-                race.timer = loop.call_later(hedge.after, tick)
+                race.timer = wheel.call_at(loop.time() + hedge.after, tick)
 
         def ended(task: asyncio.Task[Any]) -> None:
             if race.primary_done or race.winner is not None or task.cancelled():
@@ -246,7 +275,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             elif more():
                 start()  # an early failure starts the next hedge at once
 
-        race.timer = loop.call_at(loop.time() + hedge.after, tick)
+        wheel = self._wheels_of(loop).hedges
+        race.timer = wheel.call_at(loop.time() + hedge.after, tick)
         try:
             try:
                 response, error = await self._attempt(request, deadline, breaker)
@@ -370,4 +400,4 @@ class _Race:
         self.hedges: list[asyncio.Task[tuple[httpx.Response | None, Exception | None]]] = []
         self.winner: asyncio.Task[Any] | None = None
         self.primary_done = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Cancellable | None = None
