@@ -238,3 +238,16 @@ async def test_breaker_for_each_host_gets_its_own_guarded_exchange(hosts: list[s
     assert made["a.test"].snapshot().state.value == "open"
     if "b.test" in made:
         assert made["b.test"].snapshot().state.value == "closed"
+
+
+async def test_a_builtin_timeout_error_from_the_inner_transport_is_an_attempt_timeout() -> None:
+    """As before the timeout was inlined: the inner transport's own TimeoutError."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise TimeoutError
+
+    t = AsyncResilientTransport(httpx.MockTransport(handler), attempt_timeout=5.0,
+                                registry=CollectorRegistry())  # fmt: skip
+    async with httpx.AsyncClient(transport=t) as client:
+        with pytest.raises(AttemptTimeout):
+            await client.get("http://upstream.test/")
