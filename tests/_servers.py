@@ -50,15 +50,22 @@ def run_wsgi(app: Any) -> Iterator[str]:
     # the middleware under test decides whom to trust.
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4,
                                     clear_untrusted_proxy_headers=False)  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+
+    def serve() -> None:
+        # waitress's own run() loops until its sockets are closed, and closing them from
+        # another thread races its select() (EBADF). This loop checks ``stop`` between
+        # polls and closes every socket itself, from this thread; the test thread never
+        # touches the server's descriptors.
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+        wasyncore.close_all(server._map)
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        # Stop the worker threads first (a worker that finishes a request wakes the loop
-        # through the trigger), then close every socket from the server's own loop thread,
-        # where the trigger runs the thunk: closing them from this thread races the loop's
-        # select() (EBADF in the server thread).
-        server.task_dispatcher.shutdown()
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        server.task_dispatcher.shutdown()  # workers first: a finishing one wakes the loop
+        stop.set()
         thread.join(10)
