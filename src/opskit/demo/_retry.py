@@ -9,6 +9,7 @@ gives up and the endpoint answers 503 problem+json.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
 import urllib.parse
@@ -23,24 +24,46 @@ from opskit.retry import Retry, backoff
 PREFIX = "/retry"
 
 
+_waits: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "opskit_demo_retry_waits", default=None
+)
+
+
 class _RecordingClock:
-    """The real clock, remembering the waits the policy asked for."""
+    """The real clock, remembering the waits the policy asked for in each request.
+
+    One policy serves every request (so its ``opskit_retry_*`` metrics stay on
+    ``/metrics``); each request reads its own waits from a context variable.
+    """
 
     def __init__(self) -> None:
-        self.waits: list[float] = []
         self.monotonic = MONOTONIC.monotonic
         self.time = MONOTONIC.time
 
+    def _note(self, seconds: float) -> None:
+        waits = _waits.get()
+        if waits is not None:
+            waits.append(seconds)
+
     def sleep(self, seconds: float) -> None:  # pragma: no cover - the demo is async
-        self.waits.append(seconds)
+        self._note(seconds)
         MONOTONIC.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
+        self._note(seconds)
         await MONOTONIC.asleep(seconds)
 
 
 def demo_part(registry: CollectorRegistry | None = None) -> Part:
+    policy = Retry(
+        "demo-upstream",
+        on=ConnectionError,
+        attempts=4,
+        backoff=backoff.exponential(initial=0.02, maximum=0.2, jitter="full", rng=random.Random()),
+        clock=_RecordingClock(),
+        registry=registry,
+    )
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path in (PREFIX, PREFIX + "/"):
@@ -62,17 +85,8 @@ def demo_part(registry: CollectorRegistry | None = None) -> Part:
         except ValueError:
             await send_problem(send, 400, detail="fail must be a whole number")
             return
-        clock = _RecordingClock()
-        policy = Retry(
-            "demo-upstream",
-            on=ConnectionError,
-            attempts=4,
-            backoff=backoff.exponential(
-                initial=0.02, maximum=0.2, jitter="full", rng=random.Random()
-            ),
-            clock=clock,
-            registry=registry,
-        )
+        waits: list[float] = []
+        _waits.set(waits)
         calls = 0
 
         async def upstream() -> str:
@@ -87,15 +101,13 @@ def demo_part(registry: CollectorRegistry | None = None) -> Part:
         except ConnectionError:
             await send_problem(
                 send, 503, detail=f"upstream still failing after {calls} attempts",
-                attempts=calls, waits=[round(w, 4) for w in clock.waits],
+                attempts=calls, waits=[round(w, 4) for w in waits],
             )  # fmt: skip
             return
-        finally:
-            policy.close()
         answer: dict[str, object] = {
             "result": result,
             "attempts": calls,
-            "waits": [round(w, 4) for w in clock.waits],
+            "waits": [round(w, 4) for w in waits],
         }
         await send_response(send, 200, json.dumps(answer).encode(), content_type="application/json")
 
