@@ -410,3 +410,41 @@ async def test_asgi_rules_with_methods_limit_only_those_methods() -> None:
         assert [(await client.get("/x")).status_code for _ in range(3)] == [200, 200, 200]
         assert [(await client.post("/x")).status_code for _ in range(2)] == [200, 429]
         assert (await client.get("/x")).status_code == 200
+
+
+LOGIN = "3/15minutes"
+
+
+def check_every_429_is_limited(reg: CollectorRegistry, codes: list[int]) -> None:
+    assert codes == [401, 401, 401, 429, 429]
+
+    def count(decision: str) -> float | None:
+        return reg.get_sample_value("opskit_ratelimit_decisions_total",
+                                    {"name": "login", "decision": decision})  # fmt: skip
+
+    assert count("limited") == 2  # one per 429 answered
+    assert count("allowed") == 3  # the three counted failures
+
+
+def login_rule() -> list[Rule]:
+    return [Rule("/auth/login", rates=LOGIN, key=by_ip, count="failures", name="login")]
+
+
+async def test_asgi_every_429_of_a_status_counting_rule_is_a_limited_decision() -> None:
+    # count="failures" checks with a peek (which counts nothing) before the request;
+    # its 429s must still reach opskit_ratelimit_decisions_total{decision="limited"}
+    reg = CollectorRegistry()
+    app = rl_asgi.RateLimitMiddleware(asgi_app, login_rule(), registry=reg)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:  # fmt: skip
+        codes = [(await client.post("/auth/login", content="guess")).status_code
+                 for _ in range(5)]  # fmt: skip
+    check_every_429_is_limited(reg, codes)
+
+
+def test_wsgi_every_429_of_a_status_counting_rule_is_a_limited_decision() -> None:
+    reg = CollectorRegistry()
+    app = rl_wsgi.RateLimitMiddleware(wsgi_app, login_rule(), registry=reg)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        codes = [client.post("/auth/login", content="guess").status_code for _ in range(5)]
+    check_every_429_is_limited(reg, codes)

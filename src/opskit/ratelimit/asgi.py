@@ -132,7 +132,8 @@ class RateLimitMiddleware:
             )
             return
         d = await limiter.apeek(key)
-        if not d.allowed:
+        if not d.allowed:  # a peek counts nothing: this 429 is counted here
+            limiter.counts.add("limited")
             hdrs, body = core.rejection(index, d, d.retry_after)
             await send_problem(send, 429, headers=hdrs, **body)
             return

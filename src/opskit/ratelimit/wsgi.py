@@ -76,7 +76,8 @@ class RateLimitMiddleware:
                 environ, _start(start_response, extra, None) if extra else start_response
             )
         d = limiter.peek(key)
-        if not d.allowed:
+        if not d.allowed:  # a peek counts nothing: this 429 is counted here
+            limiter.counts.add("limited")
             hdrs, body = core.rejection(index, d, d.retry_after)
             return problem_response(start_response, 429, headers=hdrs, **body)
         seen: list[int] = []
