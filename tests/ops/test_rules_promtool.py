@@ -164,6 +164,21 @@ CASES: dict[str, dict[str, Any]] = {
             [],
         ),
     },
+    "OpskitRateLimitFailOpen": {
+        "fire": (
+            [s("opskit_ratelimit_fail_open_total", "0+1x10", name="login")],
+            "10m",
+            [({**A, "name": "login"}, "Limiter login on a:1 let 5 requests through "
+                                      "unchecked in 5m")],
+        ),
+        # the near miss: the store fails but the policy is not allow (local, deny)
+        "silent": (
+            [s("opskit_ratelimit_fail_open_total", "0x10", name="login"),
+             s("opskit_ratelimit_store_errors_total", "0+1x10", name="login")],
+            "10m",
+            [],
+        ),
+    },
     "OpskitRateLimitSpike": {
         "fire": (
             [s("opskit_ratelimit_decisions_total", "0+6x60 366+60x15",

@@ -11,7 +11,7 @@ from redis.retry import Retry
 
 from _redis import free_port
 from _telemetry import SINKS, broken_logging, log_errors
-from opskit.ratelimit import RateLimiter, RedisStore
+from opskit.ratelimit import ConcurrencyLimiter, RateLimiter, RedisStore
 
 
 def down_client() -> redis.Redis:
@@ -47,4 +47,53 @@ async def test_async_outage_policy_holds_when_the_outage_log_fails(sink: str) ->
                           store=RedisStore(client, on_error="local"))  # fmt: skip
     with broken_logging(sink):
         assert [(await limiter.ahit("k")).allowed for _ in range(2)] == [True, False]
+    await client.aclose()
+
+
+def fail_open(reg: CollectorRegistry, name: str) -> float | None:
+    return reg.get_sample_value("opskit_ratelimit_fail_open_total", {"name": name})
+
+
+def test_fail_open_decisions_are_counted_per_limiter() -> None:
+    reg = CollectorRegistry()
+    store = RedisStore(down_client(), on_error="allow")
+    login = RateLimiter("login", "1/minute", registry=reg, store=store)
+    api = RateLimiter("api", ["1/second", "5/minute"], registry=reg, store=store)
+    exports = ConcurrencyLimiter("exports", limit=1, registry=reg, store=store)
+    assert [login.hit("k").allowed for _ in range(3)] == [True, True, True]  # over its limit
+    assert api.hit("k").allowed
+    assert exports.try_acquire("k") is not None
+    assert fail_open(reg, "login") == 3
+    assert fail_open(reg, "api") == 1
+    assert fail_open(reg, "exports") == 1
+    # fail-open hits are still allowed decisions; the store errors count every failure
+    assert reg.get_sample_value("opskit_ratelimit_decisions_total",
+                                {"name": "login", "decision": "allowed"}) == 3  # fmt: skip
+    assert reg.get_sample_value("opskit_ratelimit_store_errors_total", {"name": "login"}) == 5
+
+
+@pytest.mark.parametrize("policy", ["local", "deny"])
+def test_other_outage_policies_are_not_fail_open(policy: str) -> None:
+    reg = CollectorRegistry()
+    limiter = RateLimiter("t", "1/minute", registry=reg,
+                          store=RedisStore(down_client(), on_error=policy))  # fmt: skip
+    limiter.hit("k")
+    limiter.hit("k")
+    assert fail_open(reg, "t") == 0
+    assert reg.get_sample_value("opskit_ratelimit_store_errors_total", {"name": "t"}) == 2
+
+
+def test_fail_open_is_zero_without_a_shared_store() -> None:
+    reg = CollectorRegistry()
+    RateLimiter("m", "1/minute", registry=reg).hit("k")
+    assert fail_open(reg, "m") == 0
+
+
+async def test_async_fail_open_decisions_are_counted() -> None:
+    reg = CollectorRegistry()
+    client = redis.asyncio.Redis(port=free_port(), retry=AsyncRetry(NoBackoff(), 0))
+    limiter = RateLimiter("t", "1/minute", registry=reg,
+                          store=RedisStore(client, on_error="allow"))  # fmt: skip
+    assert [(await limiter.ahit("k")).allowed for _ in range(2)] == [True, True]
+    assert fail_open(reg, "t") == 2
     await client.aclose()

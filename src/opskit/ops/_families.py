@@ -99,6 +99,12 @@ FAMILIES: tuple[Family, ...] = (
         "{{instance}} {{name}}", "ops",
     ),
     Family(
+        "opskit_ratelimit_fail_open_total", "ratelimit", "counter", ("name",),
+        "Checks allowed unchecked (on_error='allow') while the shared store failed.",
+        _rate("opskit_ratelimit_fail_open_total", "name"),
+        "{{instance}} {{name}}", "ops",
+    ),
+    Family(
         "opskit_webhook_verifications_total", "webhooks", "counter", ("scheme", "result"),
         "Webhook verifications by scheme and result (ok or the failure reason).",
         _rate("opskit_webhook_verifications_total", "scheme, result"),

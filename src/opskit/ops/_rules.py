@@ -147,6 +147,16 @@ def alerts(t: Thresholds) -> list[Alert]:
         "The shared limiter store (Redis) fails; decisions follow the limiter's on_error "
         "policy (allow: no limit is enforced; deny: every request is refused).",
     ))  # fmt: skip
+    add(Alert(
+        "OpskitRateLimitFailOpen", "ratelimit",
+        "sum by (job, instance, name) (increase(opskit_ratelimit_fail_open_total"
+        f"[{W}])) > 0",
+        "critical",
+        "Limiter {{ $labels.name }} on {{ $labels.instance }} let {{ $value | humanize }} "
+        f"requests through unchecked in {W}",
+        "Its shared store (Redis) fails and its on_error policy is allow: no limit is "
+        "enforced on what it protects while the outage lasts.",
+    ))  # fmt: skip
     limited_now = (
         f'sum by (job, name) (instance:opskit_ratelimit_decisions:rate{W}{{decision="limited"}})'
     )

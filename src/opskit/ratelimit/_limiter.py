@@ -81,6 +81,10 @@ def _limiter_metrics(name: str, counts: Counts, store: Any) -> Iterable[Metric]:
     yield Metric("opskit_ratelimit_store_errors_total", "counter",
                  "Errors from the limiter's shared store.",
                  tracker.errors if tracker is not None else 0, {"name": name})  # fmt: skip
+    fail_open = getattr(store, "fail_open", None)
+    yield Metric("opskit_ratelimit_fail_open_total", "counter",
+                 "Hits allowed unchecked (on_error='allow') while the shared store failed.",
+                 fail_open.get(name, 0) if fail_open else 0, {"name": name})  # fmt: skip
 
 
 class RateLimiter:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -391,6 +392,10 @@ class RedisStore:
         self.is_async = is_async_client(client)
         self.local = MemoryStore()
         self.tracker = OutageTracker("ratelimit", "RedisStore")
+        # Decisions allowed by on_error="allow" while Redis failed, per limiter name
+        # (the outage path only: the hot path never touches them).
+        self.fail_open: dict[str, int] = {}
+        self._fail_open_lock = threading.Lock()
         self._plans: dict[tuple[str, tuple[Rate, ...], float], _Plan] = {}
 
     def key(self, name: str, key: str, kind: str = "") -> str:
@@ -403,13 +408,19 @@ class RedisStore:
             return tagged_key(self.prefix, whole)
         return f"{self.prefix}{{{whole}}}"  # the same key tagged_key builds, without escaping
 
-    def _fallback(self, exc: BaseException, rates: Sequence[Rate], local: Any) -> Decision:
+    def _failed_open(self, name: str) -> None:
+        with self._fail_open_lock:
+            self.fail_open[name] = self.fail_open.get(name, 0) + 1
+
+    def _fallback(self, exc: BaseException, name: str, rates: Sequence[Rate], local: Any
+                  ) -> Decision:  # fmt: skip
         self.tracker.failed(exc, self.on_error)
         policy = self.on_error
         if policy == "raise":
             raise exc
         rate = rates[0]
         if policy == "allow":
+            self._failed_open(name)
             return Decision(True, rate.limit, rate.limit, 0.0, 0.0, rate)
         if policy == "deny":
             return Decision(False, rate.limit, 0, rate.per, rate.per, rate)
@@ -437,7 +448,7 @@ class RedisStore:
         try:
             reply = script.run(self.client, keys, args)
         except RedisError as exc:
-            return self._fallback(exc, rates, lambda: self.local.hit(
+            return self._fallback(exc, name, rates, lambda: self.local.hit(
                 name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
         self.tracker.ok()
         return decode(reply)
@@ -448,7 +459,7 @@ class RedisStore:
         try:
             reply = await script.arun(self.client, keys, args)
         except RedisError as exc:
-            return self._fallback(exc, rates, lambda: self.local.hit(
+            return self._fallback(exc, name, rates, lambda: self.local.hit(
                 name, key, algorithm, rates, cost, now, ttl, commit=commit))  # fmt: skip
         self.tracker.ok()
         return decode(reply)
@@ -485,7 +496,7 @@ class RedisStore:
             return d
 
         def failed(exc: RedisError, key: str, cost: int) -> Decision:
-            d = self._fallback(exc, rates, lambda: local.hit(
+            d = self._fallback(exc, name, rates, lambda: local.hit(
                 name, key, algorithm, rates, cost, now(), ttl))  # fmt: skip
             next(allowed if d[0] else limited)
             return d
@@ -554,11 +565,12 @@ class RedisStore:
 
     # -- concurrency slots -------------------------------------------------------------
 
-    def _slot_fallback(self, exc: BaseException, local: Any) -> bool:
+    def _slot_fallback(self, exc: BaseException, name: str, local: Any) -> bool:
         self.tracker.failed(exc, self.on_error)
         if self.on_error == "raise":
             raise exc
         if self.on_error == "allow":
+            self._failed_open(name)
             return True
         if self.on_error == "deny":
             return False
@@ -570,7 +582,7 @@ class RedisStore:
             got = _ACQUIRE_SLOT.run(self.client, [self.key(name, key, "#slots")],
                                     [slot, str(limit), repr(lease)])  # fmt: skip
         except RedisError as exc:
-            return self._slot_fallback(exc, lambda: self.local.acquire_slot(
+            return self._slot_fallback(exc, name, lambda: self.local.acquire_slot(
                 name, key, slot, limit, lease, now))  # fmt: skip
         self.tracker.ok()
         return bool(int(got))
@@ -581,7 +593,7 @@ class RedisStore:
             got = await _ACQUIRE_SLOT.arun(self.client, [self.key(name, key, "#slots")],
                                            [slot, str(limit), repr(lease)])  # fmt: skip
         except RedisError as exc:
-            return self._slot_fallback(exc, lambda: self.local.acquire_slot(
+            return self._slot_fallback(exc, name, lambda: self.local.acquire_slot(
                 name, key, slot, limit, lease, now))  # fmt: skip
         self.tracker.ok()
         return bool(int(got))
