@@ -274,6 +274,23 @@ CASES: dict[str, dict[str, Any]] = {
             [],
         ),
     },
+    "OpskitPIIDecryptFailures": {
+        "fire": (
+            [s("opskit_pii_decrypt_failures_total", "0 0 0 0 0 1 1 1 1 1 1",
+               reason="key_not_found"),
+             s("opskit_pii_decrypt_failures_total", "0x10", reason="malformed")],
+            "6m",
+            [({**A, "reason": "key_not_found"},
+              "a:1: 1 PII decryptions failed (key_not_found) in 5m")],
+        ),
+        # the near miss: many decryptions, no failure (and an old failure out of the window)
+        "silent": (
+            [s("opskit_pii_decrypt_failures_total", "1x20", reason="decryption_failed"),
+             s("opskit_pii_operations_total", "0+100x20", op="decrypt", key_id="1")],
+            "20m",
+            [],
+        ),
+    },
     "OpskitTenantLookupFailing": {
         "fire": (
             [s("opskit_tenancy_requests_total", "0+1x10", outcome="lookup_failed")],

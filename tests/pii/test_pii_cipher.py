@@ -256,3 +256,45 @@ def test_nonce_budget_warns_once_per_key_and_process() -> None:
     assert_no_leak([repr(logs)], key_bytes(ring.to_json()))
     with pytest.raises(ValueError, match="nonce_warn_at"):
         PIICipher(ring, nonce_warn_at=0)
+
+
+def _failures(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        s.labels["reason"]: s.value
+        for fam in registry.collect()
+        for s in fam.samples
+        if s.name == "opskit_pii_decrypt_failures_total"
+    }
+
+
+def test_decrypt_failures_are_counted_by_bounded_reason() -> None:
+    registry = CollectorRegistry()
+    ring = Keyring.generate()
+    pii = PIICipher(ring, registry=registry)
+    assert _failures(registry) == {"malformed": 0, "key_not_found": 0, "decryption_failed": 0}
+    token = pii.encrypt(PHONE, context=CTX)
+    raw = pii.encrypt_bytes(b"x")
+    # a token naming a key id the keyring does not hold: an attacker picks that id
+    other = Keyring.generate()
+    foreign = PIICipher(other, registry=CollectorRegistry()).encrypt("x")
+    cases = [
+        (MalformedToken, lambda: pii.decrypt("not a token")),
+        (MalformedToken, lambda: pii.decrypt(TOKEN_MARKER + "!!")),
+        (MalformedToken, lambda: pii.decrypt_bytes(b"\x01")),
+        (MalformedToken, lambda: pii.rotate("not a token")),
+        (KeyNotFound, lambda: pii.decrypt(foreign)),
+        (DecryptionError, lambda: pii.decrypt(token, context={"tenant": "globex"})),
+        (DecryptionError, lambda: pii.decrypt_bytes(raw, context=CTX)),
+        (DecryptionError, lambda: pii.rotate(token)),  # no context: a different AAD
+    ]
+    for error, call in cases:
+        with pytest.raises(error):
+            call()
+    with pytest.raises(TypeError):
+        pii.decrypt(b"bytes")  # type: ignore[arg-type]  # a caller's bug, not a failure
+    assert pii.decrypt(token, context=CTX) == PHONE
+    assert _failures(registry) == {"malformed": 4, "key_not_found": 1, "decryption_failed": 3}
+    labels = [s.labels for fam in registry.collect() for s in fam.samples]
+    assert all(set(lab) == {"reason"} for lab in labels
+               if "reason" in lab)  # fmt: skip  # no key id on a failure, ever
+    assert str(other.primary_id) not in {v for lab in labels for v in lab.values()}

@@ -295,3 +295,24 @@ def test_dek_reuse_never_exceeds_max_uses_under_threads() -> None:
     assert len(out) == 400 and max(uses.values()) <= 7
     assert kek.wraps == len(uses) >= 400 // 7
     assert all(env.decrypt_bytes(ct) == b"x" for ct in out)
+
+
+def test_envelope_decrypt_failures_are_counted_once_by_reason() -> None:
+    registry = CollectorRegistry()
+    env = EnvelopeCipher(LocalKEK(Keyring.generate()), registry=registry)
+    token = env.encrypt("alice@example.com", context=CTX)
+    with pytest.raises(MalformedToken):
+        env.decrypt("not a token")
+    with pytest.raises(MalformedToken):
+        env.decrypt_bytes(b"\x00\x00")
+    with pytest.raises(DecryptionError):
+        env.decrypt(token, context={"tenant": "globex"})  # decrypt_bytes inside: one count
+    with pytest.raises(DecryptionError):
+        env.decrypt_bytes(env.encrypt_bytes(b"x"), context=CTX)
+    failures = {
+        s.labels["reason"]: s.value
+        for f in registry.collect()
+        for s in f.samples
+        if s.name == "opskit_pii_decrypt_failures_total"
+    }
+    assert failures == {"malformed": 2, "key_not_found": 0, "decryption_failed": 2}

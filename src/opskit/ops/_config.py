@@ -69,6 +69,7 @@ class Thresholds:
     )
     pii_nonce_window: str = _duration("15d", "the window encryptions are counted in")
     pii_unwrap_failures: int = _count(0, "key unwrap failures in 5 minutes above which it alerts")
+    pii_decrypt_failures: int = _count(0, "decryption failures in 5 minutes above which it alerts")
     # tenancy
     tenancy_lookup_failures: int = _count(2, "tenant lookup failures in 5 minutes (above: alert)")
     tenancy_unknown_ratio: float = _number(

@@ -123,6 +123,12 @@ FAMILIES: tuple[Family, ...] = (
         "{{instance}} {{op}} {{outcome}}", "ops",
     ),
     Family(
+        "opskit_pii_decrypt_failures_total", "pii", "counter", ("reason",),
+        "Decryptions that failed, by reason (malformed, key_not_found, decryption_failed).",
+        _rate("opskit_pii_decrypt_failures_total", "reason"),
+        "{{instance}} {{reason}}", "ops",
+    ),
+    Family(
         "opskit_tenancy_requests_total", "tenancy", "counter", ("outcome",),
         "Requests seen by TenantMiddleware, by outcome.",
         _rate("opskit_tenancy_requests_total", "outcome"),

@@ -230,6 +230,18 @@ def alerts(t: Thresholds) -> list[Alert]:
         "rejects the wrapped key (wrong KEK, missing permission, tampered data).",
     ))  # fmt: skip
 
+    add(Alert(
+        "OpskitPIIDecryptFailures", "pii",
+        "sum by (job, instance, reason) (increase(opskit_pii_decrypt_failures_total"
+        f"[{W}])) > {t.pii_decrypt_failures}",
+        "warning",
+        "{{ $labels.instance }}: {{ $value | humanize }} PII decryptions failed "
+        f"({{{{ $labels.reason }}}}) in {W}",
+        "Stored values do not decrypt: tokens cut or rewritten (malformed), written under "
+        "a key the keyring no longer holds (key_not_found), or tampered with, read with "
+        "the wrong context or key (decryption_failed).",
+    ))  # fmt: skip
+
     # -- tenancy ------------------------------------------------------------------------
     tenants = f"sum by (job, instance) (instance:opskit_tenancy_requests:rate{W}%s)"
     unknown = tenants % '{outcome="unknown"}'

@@ -201,17 +201,21 @@ class PIICipher:
 
     def decrypt_bytes(self, ciphertext: bytes, context: Context = None) -> bytes:
         """The plaintext of :meth:`encrypt_bytes` output (or of Tink's, same keyset)."""
-        ad = context if context.__class__ is bytes else aad(context)
-        if ciphertext.__class__ is not bytes:
-            if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
-                raise TypeError("decrypt_bytes takes bytes")
-            ciphertext = bytes(ciphertext)
-        kid, data = self._open(ciphertext, ad)
-        cell = self._dec_cells.get(kid)
-        if cell is None:
-            cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
-        cell[0] += 1
-        return data
+        try:
+            ad = context if context.__class__ is bytes else aad(context)
+            if ciphertext.__class__ is not bytes:
+                if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
+                    raise TypeError("decrypt_bytes takes bytes")
+                ciphertext = bytes(ciphertext)
+            kid, data = self._open(ciphertext, ad)
+            cell = self._dec_cells.get(kid)
+            if cell is None:
+                cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
+            cell[0] += 1
+            return data
+        except (MalformedToken, KeyNotFound, DecryptionError) as exc:
+            self._ops.failed(exc)  # plain integers: never changes the outcome
+            raise
 
     # -- str tokens -----------------------------------------------------------------------
 
@@ -247,46 +251,51 @@ class PIICipher:
 
     def decrypt(self, token: str, context: Context = None) -> str:
         """The value of an :meth:`encrypt` token (or a legacy token: context ignored)."""
-        ad = context if context.__class__ is bytes else aad(context)
-        if token.__class__ is not str and not isinstance(token, str):
-            raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
-        if token.startswith(TOKEN_MARKER):
-            # b64decode_strict and _open, inline (the hot path).
-            try:
-                b = token.encode("ascii")
-            except UnicodeEncodeError:
-                raise MalformedToken() from None
-            r = (len(b) - _MARKER_LEN) & 3
-            if r == 1 or (r and b[-1] not in _LAST[r]) or _EQ in b or _PLUS in b or _SLASH in b:
+        try:
+            ad = context if context.__class__ is bytes else aad(context)
+            if token.__class__ is not str and not isinstance(token, str):
+                raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
+            if token.startswith(TOKEN_MARKER):
+                # b64decode_strict and _open, inline (the hot path).
+                try:
+                    b = token.encode("ascii")
+                except UnicodeEncodeError:
+                    raise MalformedToken() from None
+                r = (len(b) - _MARKER_LEN) & 3
+                if r == 1 or (r and b[-1] not in _LAST[r]) or _EQ in b or _PLUS in b or _SLASH in b:
+                    raise MalformedToken()
+                try:
+                    std = b[_MARKER_LEN:].replace(b"-", b"+").replace(b"_", b"/")
+                    raw = _a2b_strict(std + _PAD[r])
+                except binascii.Error:
+                    raise MalformedToken() from None
+                if len(raw) < _MIN or raw[0] != _VERSION:
+                    raise MalformedToken()
+                kid = _from_bytes(raw[1:5], "big")
+                aead = self._aeads.get(kid)
+                if aead is None:
+                    raise KeyNotFound(kid)
+                try:
+                    data = aead.decrypt(raw[5:17], raw[17:], ad)
+                except InvalidTag:
+                    raise DecryptionError() from None
+                cell = self._dec_cells.get(kid)
+                if cell is None:
+                    cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
+                cell[0] += 1
+                try:
+                    return data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DecryptionError(_NOT_TEXT) from None
+            reader = self._reader(token)
+            if reader is None:
                 raise MalformedToken()
-            try:
-                raw = _a2b_strict(b[_MARKER_LEN:].replace(b"-", b"+").replace(b"_", b"/") + _PAD[r])
-            except binascii.Error:
-                raise MalformedToken() from None
-            if len(raw) < _MIN or raw[0] != _VERSION:
-                raise MalformedToken()
-            kid = _from_bytes(raw[1:5], "big")
-            aead = self._aeads.get(kid)
-            if aead is None:
-                raise KeyNotFound(kid)
-            try:
-                data = aead.decrypt(raw[5:17], raw[17:], ad)
-            except InvalidTag:
-                raise DecryptionError() from None
-            cell = self._dec_cells.get(kid)
-            if cell is None:
-                cell = self._dec_cells[kid] = self._ops.cell("decrypt", str(kid))
-            cell[0] += 1
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DecryptionError(_NOT_TEXT) from None
-        reader = self._reader(token)
-        if reader is None:
-            raise MalformedToken()
-        data = reader.decrypt(token)
-        self._count("decrypt", "legacy")
-        return utf8(data)
+            data = reader.decrypt(token)
+            self._count("decrypt", "legacy")
+            return utf8(data)
+        except (MalformedToken, KeyNotFound, DecryptionError) as exc:
+            self._ops.failed(exc)  # plain integers: never changes the outcome
+            raise
 
     # -- rotation -------------------------------------------------------------------------
 
@@ -325,25 +334,29 @@ class PIICipher:
         re-encrypted with ``context`` bound for the first time. ``bytes`` in,
         ``bytes`` out.
         """
-        ad = aad(context)
-        if isinstance(token, (bytes, bytearray, memoryview)):
-            kid, data = self._open(bytes(token), ad)
-            self._count("rotate", kid)
-            return token if kid == self._primary[0] else self._seal(data, ad)
-        if not isinstance(token, str):
-            raise TypeError("rotate takes a str token or bytes")
-        if token.startswith(TOKEN_MARKER):
-            kid, data = self._open(b64decode_strict(token[_MARKER_LEN:]), ad)
-            self._count("rotate", kid)
-            if kid == self._primary[0]:
-                return token
+        try:
+            ad = aad(context)
+            if isinstance(token, (bytes, bytearray, memoryview)):
+                kid, data = self._open(bytes(token), ad)
+                self._count("rotate", kid)
+                return token if kid == self._primary[0] else self._seal(data, ad)
+            if not isinstance(token, str):
+                raise TypeError("rotate takes a str token or bytes")
+            if token.startswith(TOKEN_MARKER):
+                kid, data = self._open(b64decode_strict(token[_MARKER_LEN:]), ad)
+                self._count("rotate", kid)
+                if kid == self._primary[0]:
+                    return token
+                return TOKEN_MARKER + b64encode(self._seal(data, ad))
+            reader = self._reader(token)
+            if reader is None:
+                raise MalformedToken()
+            data = reader.decrypt(token)
+            self._count("rotate", "legacy")
             return TOKEN_MARKER + b64encode(self._seal(data, ad))
-        reader = self._reader(token)
-        if reader is None:
-            raise MalformedToken()
-        data = reader.decrypt(token)
-        self._count("rotate", "legacy")
-        return TOKEN_MARKER + b64encode(self._seal(data, ad))
+        except (MalformedToken, KeyNotFound, DecryptionError) as exc:
+            self._ops.failed(exc)  # plain integers: never changes the outcome
+            raise
 
     # -- records --------------------------------------------------------------------------
 

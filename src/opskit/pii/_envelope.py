@@ -22,7 +22,13 @@ from prometheus_client import CollectorRegistry
 from opskit._core.clock import Clock, resolve_clock
 from opskit.pii._cipher import b64decode_strict, b64encode, utf8
 from opskit.pii._context import Context, aad
-from opskit.pii._errors import DecryptionError, KeyWrapError, MalformedToken, PIIError
+from opskit.pii._errors import (
+    DecryptionError,
+    KeyNotFound,
+    KeyWrapError,
+    MalformedToken,
+    PIIError,
+)
 from opskit.pii._fields import decrypt_fields, encrypt_fields
 from opskit.pii._kek import KeyWrapper
 from opskit.pii._keyring import KEY_SIZE, parse_aes_gcm_key, serialize_aes_gcm_key
@@ -61,7 +67,17 @@ class EnvelopeCipher:
     without its wrapped key.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_clock", "_current", "_kms", "_lock", "_reuse", "kek")
+    __slots__ = (
+        "_cache",
+        "_cache_size",
+        "_clock",
+        "_current",
+        "_kms",
+        "_lock",
+        "_ops",
+        "_reuse",
+        "kek",
+    )
 
     def __init__(
         self,
@@ -90,7 +106,8 @@ class EnvelopeCipher:
         self._clock = resolve_clock(clock)
         self._current: _Dek | None = None
         self._lock = threading.Lock()
-        self._kms = ops_for(registry).kms
+        self._ops = ops_for(registry)
+        self._kms = self._ops.kms
 
     # -- KMS ------------------------------------------------------------------------------
 
@@ -175,6 +192,13 @@ class EnvelopeCipher:
 
     def decrypt_bytes(self, ciphertext: bytes, context: Context = None) -> bytes:
         """The plaintext of :meth:`encrypt_bytes` output (or of Tink's ``KmsEnvelopeAead``)."""
+        try:
+            return self._decrypt_bytes(ciphertext, context)
+        except (MalformedToken, KeyNotFound, DecryptionError) as exc:
+            self._ops.failed(exc)  # plain integers: never changes the outcome
+            raise
+
+    def _decrypt_bytes(self, ciphertext: bytes, context: Context) -> bytes:
         ad = aad(context)
         if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
             raise TypeError("decrypt_bytes takes bytes")
@@ -203,9 +227,13 @@ class EnvelopeCipher:
         aad(context)
         if not isinstance(token, str):
             raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
-        if not token.startswith(ENVELOPE_MARKER):
-            raise MalformedToken()
-        return utf8(self.decrypt_bytes(b64decode_strict(token[_MARKER_LEN:]), context))
+        try:
+            if not token.startswith(ENVELOPE_MARKER):
+                raise MalformedToken()
+            return utf8(self._decrypt_bytes(b64decode_strict(token[_MARKER_LEN:]), context))
+        except (MalformedToken, KeyNotFound, DecryptionError) as exc:
+            self._ops.failed(exc)  # plain integers: never changes the outcome
+            raise
 
     def encrypt_fields(
         self, record: Mapping[str, Any], fields: Sequence[str], context: Context = None

@@ -6,6 +6,9 @@ same counts, so two ciphers never publish the same series twice. Labels are
 bounded: ``op`` is encrypt, decrypt or rotate; ``key_id`` the decimal key id
 (keys are few) or ``legacy``. Envelope ciphers add
 ``opskit_pii_key_wrapper_calls_total{op,outcome}`` (wrap/unwrap; ok, rejected, error).
+Every cipher adds ``opskit_pii_decrypt_failures_total{reason}``: decrypt, decrypt_bytes
+and rotate failures by :data:`FAILURE_REASONS` (never a key id: a token's key id is
+attacker-controlled).
 """
 
 from __future__ import annotations
@@ -17,23 +20,35 @@ from collections.abc import Iterable
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from opskit._core.telemetry import Metric, get_logger, publish
+from opskit.pii._errors import DecryptionError, KeyNotFound, MalformedToken
 
-__all__ = ["Ops", "budget_cell", "encryptions", "ops_for", "warn_nearing_limit"]
+__all__ = [
+    "FAILURE_REASONS",
+    "Ops",
+    "budget_cell",
+    "encryptions",
+    "ops_for",
+    "warn_nearing_limit",
+]
 
 log = get_logger("pii")
 
 _HELP = "opskit.pii operations, by operation and key id."
 _KMS_HELP = "Envelope key wrapper (KMS) calls, by operation (wrap, unwrap) and outcome."
+_FAIL_HELP = "Decryptions that failed, by reason (malformed, key_not_found, decryption_failed)."
+# The bounded reasons of a failed decryption, by the typed error raised.
+FAILURE_REASONS = ("malformed", "key_not_found", "decryption_failed")
 
 
 class Ops:
     """The operation counts of one registry: one ``[n]`` cell per (op, key label)."""
 
-    __slots__ = ("__weakref__", "_lock", "counts", "kms", "publication")
+    __slots__ = ("__weakref__", "_lock", "counts", "failures", "kms", "publication")
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.counts: dict[tuple[str, str], list[int]] = {}
         self.kms: dict[tuple[str, str], int] = {}
+        self.failures: dict[str, list[int]] = {reason: [0] for reason in FAILURE_REASONS}
         self._lock = threading.Lock()
         self.publication = publish(self._metrics, registry)
 
@@ -45,6 +60,15 @@ class Ops:
                 cell = self.counts.setdefault((op, key_label), [0])
         return cell
 
+    def failed(self, exc: BaseException) -> None:
+        """Count a failed decryption by its error's reason (plain integers, no lock)."""
+        if isinstance(exc, KeyNotFound):
+            self.failures["key_not_found"][0] += 1
+        elif isinstance(exc, MalformedToken):
+            self.failures["malformed"][0] += 1
+        elif isinstance(exc, DecryptionError):
+            self.failures["decryption_failed"][0] += 1
+
     def _metrics(self) -> Iterable[Metric]:
         for (op, key_id), cell in list(self.counts.items()):
             yield Metric("opskit_pii_operations_total", "counter", _HELP, cell[0],
@@ -52,6 +76,9 @@ class Ops:
         for (op, outcome), n in list(self.kms.items()):
             yield Metric("opskit_pii_key_wrapper_calls_total", "counter", _KMS_HELP, n,
                          {"op": op, "outcome": outcome})  # fmt: skip
+        for reason, cell in self.failures.items():
+            yield Metric("opskit_pii_decrypt_failures_total", "counter", _FAIL_HELP, cell[0],
+                         {"reason": reason})  # fmt: skip
 
 
 _ops: weakref.WeakKeyDictionary[CollectorRegistry, Ops] = weakref.WeakKeyDictionary()
