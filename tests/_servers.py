@@ -21,14 +21,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_asgi(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
+def run_uvicorn(app: Any, **config: Any) -> Iterator[tuple[str, uvicorn.Server, threading.Thread]]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL, the server
+    and its thread. ``config`` overrides uvicorn.Config's options (``lifespan="on"``,
+    ``timeout_keep_alive=...``, ``ws=...``)."""
     port = free_port()
     # proxy_headers=False: uvicorn would otherwise rewrite the client address from
     # X-Forwarded-For itself (it trusts 127.0.0.1 by default), before any middleware.
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", proxy_headers=False)  # fmt: skip
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "proxy_headers": False}
+    options.update(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -36,10 +38,17 @@ def run_asgi(app: Any) -> Iterator[str]:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server, thread
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def run_asgi(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
+    with run_uvicorn(app, **config) as (url, _server, _thread):
+        yield url
 
 
 @contextmanager

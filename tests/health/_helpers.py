@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _servers import run_asgi
+from _servers import run_asgi, run_uvicorn
 
 
 class Upstream:
@@ -80,24 +80,5 @@ def closed_port() -> int:
 @contextmanager
 def run_asgi_lifespan(app: Any) -> Iterator[tuple[str, Any]]:
     """uvicorn with the lifespan protocol on; yields the base URL and the server."""
-    import time
-
-    import uvicorn
-
-    from _servers import free_port
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", proxy_headers=False)  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:  # polling a real server's start-up, not waiting for time
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", (server, thread)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with run_uvicorn(app, lifespan="on") as (url, server, thread):
+        yield url, (server, thread)

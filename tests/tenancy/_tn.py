@@ -5,15 +5,11 @@ from __future__ import annotations
 import io
 import json
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
-
-from _servers import free_port
+from _servers import run_asgi
 
 
 class Sent:
@@ -131,18 +127,5 @@ def wsgi_call(app: Any, env: dict[str, Any]) -> WSGIResult:
 def run_uvicorn(app: Any, **kw: Any) -> Iterator[str]:
     """uvicorn on a free port with a long keep-alive (a pooled connection must not be
     closed by the server just as the client reuses it)."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", timeout_keep_alive=120, **kw)  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:  # polling a real server's start-up, not waiting for time
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with run_asgi(app, timeout_keep_alive=120, proxy_headers=True, **kw) as url:
+        yield url
