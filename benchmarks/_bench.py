@@ -1,4 +1,4 @@
-"""Timing and a throwaway redis-server, shared by the benchmark scripts."""
+"""Timing, instruction counts and a throwaway redis-server, shared by the benchmark scripts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -114,3 +115,19 @@ def redis_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait()
+
+
+def count_instructions(valgrind: str, script: str, *args: str) -> int:
+    """Instructions of a whole run of ``python script *args`` under valgrind (cachegrind).
+
+    Counted, not timed: the same for the same code and inputs whatever else the machine
+    does. ``PYTHONHASHSEED=0`` keeps the dict and set layouts of two runs alike.
+    """
+    cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+           sys.executable, script, *args]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+    for line in out.stderr.splitlines():
+        if "I" in line and "refs:" in line:
+            return int(line.rsplit(":", 1)[1].replace(",", ""))
+    raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")

@@ -20,10 +20,8 @@ also counted in instructions per call, which the neighbours cannot move.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,7 +32,17 @@ import redis
 from prometheus_client import CollectorRegistry
 from purgatory import AsyncCircuitBreakerFactory, SyncCircuitBreakerFactory
 
-from _bench import REPEAT, abench, aok, bench, by_round, ok, paired_ratio, redis_url
+from _bench import (
+    REPEAT,
+    abench,
+    aok,
+    bench,
+    by_round,
+    count_instructions,
+    ok,
+    paired_ratio,
+    redis_url,
+)
 from opskit.breaker import CircuitBreaker, CountWindow, RedisBreakerStore, TimeWindow
 
 N = 100_000
@@ -161,14 +169,7 @@ def instructions(counts: tuple[int, int] = (2_000, 12_000)) -> None:
 
 
 def _instructions(valgrind: str, kind: str, n: int) -> int:
-    cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           sys.executable, __file__, "--count", kind, str(n)]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
-    for line in out.stderr.splitlines():
-        if "I" in line and "refs:" in line:
-            return int(line.rsplit(":", 1)[1].replace(",", ""))
-    raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return count_instructions(valgrind, __file__, "--count", kind, str(n))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import CollectorRegistry
 
-from _bench import by_round, paired_ratio
+from _bench import by_round, count_instructions, paired_ratio
 from opskit.pii import BlindIndex, EnvelopeCipher, Keyring, LocalKEK, PIICipher
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
@@ -272,17 +272,7 @@ def _count_main(case: str, n: int) -> None:
 
 
 def _instructions(valgrind: str, case: str, n: int) -> int:
-    import re
-    import subprocess
-
-    cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           sys.executable, __file__, "--count", case, str(n)]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
-    m = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
-    if m is None:
-        raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
-    return int(m.group(1).replace(",", ""))
+    return count_instructions(valgrind, __file__, "--count", case, str(n))
 
 
 def instruction_counts() -> dict[str, float] | None:

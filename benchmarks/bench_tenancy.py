@@ -30,7 +30,6 @@ import resource
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from _bench import aby_round, by_round, free_port, paired_ratio
+from _bench import aby_round, by_round, count_instructions, free_port, paired_ratio
 from opskit.tenancy import Tenant, tenant_scope
 from opskit.tenancy._context import _LOG_ID, _TENANT
 from opskit.tenancy.asgi import TenantMiddleware
@@ -305,14 +304,7 @@ def instructions(counts: tuple[int, int] = (500, 1500)) -> None:
 
 
 def _instructions(valgrind: str, kind: str, n: int) -> int:
-    cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           sys.executable, __file__, "--in-process", kind, str(n)]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
-    for line in out.stderr.splitlines():
-        if "I" in line and "refs:" in line:
-            return int(line.rsplit(":", 1)[1].replace(",", ""))
-    raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return count_instructions(valgrind, __file__, "--in-process", kind, str(n))
 
 
 class _Sink(asyncio.Transport):
