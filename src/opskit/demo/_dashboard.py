@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from opskit._core.asgi import ASGIApp, Message, Receive, Scope, Send, send_response
+from opskit._core.clock import Clock, resolve_clock
 
 if TYPE_CHECKING:
     from opskit.demo._app import Part
@@ -40,12 +40,15 @@ def _page_template() -> str:
 class Dashboard:
     """Counts the answers of each part, and builds the page and the state document."""
 
-    def __init__(self, parts: Sequence[Part], registry: CollectorRegistry) -> None:
+    def __init__(
+        self, parts: Sequence[Part], registry: CollectorRegistry, clock: Clock | None = None
+    ) -> None:
+        self.clock = resolve_clock(clock)
         self.parts = list(parts)
         self.registry = registry
         #: prefix -> status code -> answers sent by that part
         self.statuses: dict[str, dict[str, int]] = {p.prefix: {} for p in self.parts}
-        self.started = time.time()
+        self.started = self.clock.monotonic()
         #: the demo retry policy's outcomes, read from /retry/flaky's answers (the part
         #: builds a policy per request and closes it, so its metrics do not stay)
         self.retry = {"first_try": 0, "recovered": 0, "gave_up": 0}
@@ -173,8 +176,8 @@ class Dashboard:
             )
         ]
         return {
-            "time": time.time(),
-            "uptime": round(time.time() - self.started, 1),
+            "time": self.clock.time(),  # the charts' x axis: wall time, read through the clock
+            "uptime": round(self.clock.monotonic() - self.started, 1),
             "refresh_seconds": REFRESH_SECONDS,
             "breakers": breakers,
             "limiters": limiters,
