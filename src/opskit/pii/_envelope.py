@@ -193,13 +193,12 @@ class EnvelopeCipher:
     def decrypt_bytes(self, ciphertext: bytes, context: Context = None) -> bytes:
         """The plaintext of :meth:`encrypt_bytes` output (or of Tink's ``KmsEnvelopeAead``)."""
         try:
-            return self._decrypt_bytes(ciphertext, context)
+            return self._decrypt_bytes(ciphertext, aad(context))
         except (MalformedToken, KeyNotFound, DecryptionError) as exc:
             self._ops.failed(exc)  # plain integers: never changes the outcome
             raise
 
-    def _decrypt_bytes(self, ciphertext: bytes, context: Context) -> bytes:
-        ad = aad(context)
+    def _decrypt_bytes(self, ciphertext: bytes, ad: bytes) -> bytes:
         if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
             raise TypeError("decrypt_bytes takes bytes")
         raw = bytes(ciphertext)
@@ -224,13 +223,13 @@ class EnvelopeCipher:
         return ENVELOPE_MARKER + b64encode(self.encrypt_bytes(value.encode("utf-8"), context))
 
     def decrypt(self, token: str, context: Context = None) -> str:
-        aad(context)
+        ad = aad(context)
         if not isinstance(token, str):
             raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
         try:
             if not token.startswith(ENVELOPE_MARKER):
                 raise MalformedToken()
-            return utf8(self._decrypt_bytes(b64decode_strict(token[_MARKER_LEN:]), context))
+            return utf8(self._decrypt_bytes(b64decode_strict(token[_MARKER_LEN:]), ad))
         except (MalformedToken, KeyNotFound, DecryptionError) as exc:
             self._ops.failed(exc)  # plain integers: never changes the outcome
             raise
