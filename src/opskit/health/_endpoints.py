@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from opskit._core.http import PROBLEM_CONTENT_TYPE, problem_json
 from opskit._core.telemetry import get_logger
-from opskit.health._registry import HealthRegistry
+from opskit.health._registry import HealthRegistry, _positive
 from opskit.health._report import CONTENT_TYPE, HealthReport
 
 __all__ = ["Answer", "Endpoints"]
@@ -43,6 +43,7 @@ class Endpoints:
         detail: str | None,
         show_details: Literal["never", "always"] | Callable[[Any], bool],
         render: Callable[[HealthReport], Any] | None,
+        refresh: float | None = None,
     ) -> None:
         if not isinstance(health, HealthRegistry):
             raise TypeError(f"HealthEndpoints needs a HealthRegistry, not {type(health).__name__}")
@@ -52,6 +53,7 @@ class Endpoints:
             )
         if render is not None and not callable(render):
             raise ValueError("render must be a callable(report) -> dict")
+        self.refresh = None if refresh is None else _positive("refresh", refresh)
         self.health = health
         self.paths: dict[str, Kind] = {}
         for kind, path in (("live", live), ("ready", ready), ("detail", detail)):

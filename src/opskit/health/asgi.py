@@ -52,15 +52,11 @@ class HealthEndpoints:
         render: Callable[[HealthReport], Any] | None = None,
         refresh: float | None = None,
     ) -> None:
-        if refresh is not None and (
-            isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or not refresh > 0
-        ):
-            raise ValueError(f"refresh must be a positive interval in seconds, not {refresh!r}")
         self.health = health
         self.app = app
-        self.refresh = refresh
         self._ep = Endpoints(health, live=live, ready=ready, detail=detail,
-                             show_details=show_details, render=render)  # fmt: skip
+                             show_details=show_details, render=render, refresh=refresh)  # fmt: skip
+        self.refresh = self._ep.refresh
         self._memo: dict[tuple[str, bool], tuple[HealthReport, _Encoded]] = {}
         ep = self._ep
         self._live = {d: _encode(ep.live(d)) for d in (False, True)}

@@ -45,10 +45,10 @@ class HealthEndpoints:
         self.health = health
         self.app = app
         self._ep = Endpoints(health, live=live, ready=ready, detail=detail,
-                             show_details=show_details, render=render)  # fmt: skip
-        if refresh is not None and not health.refreshing:
+                             show_details=show_details, render=render, refresh=refresh)  # fmt: skip
+        if self._ep.refresh is not None and not health.refreshing:
             # No lifespan in WSGI: the refresh starts now, on a daemon thread.
-            health.start_refresh(refresh)
+            health.start_refresh(self._ep.refresh)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         kind = self._ep.paths.get(environ.get("PATH_INFO") or "/")
