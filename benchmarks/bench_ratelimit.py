@@ -28,15 +28,10 @@ throughput and faster than slowapi.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
 import os
-import resource
 import shutil
-import socket
 import statistics
 import sys
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +42,18 @@ import redis
 import redis.asyncio
 from prometheus_client import CollectorRegistry
 
-from _bench import aby_round, by_round, count_instructions, free_port, paired_ratio, redis_url
+from _bench import (
+    aby_round,
+    by_round,
+    count_instructions,
+    paired_ratio,
+    pin,
+    redis_url,
+    run_server,
+    serve_in_process,
+    split_cpus,
+    with_stats,
+)
 from opskit.ratelimit import RateLimiter, RedisStore, by_ip
 from opskit.ratelimit.asgi import RateLimitMiddleware, Rule
 
@@ -187,107 +193,13 @@ def make_app(kind: str) -> Any:
     return app
 
 
-STATS = "/__bench_stats"
-
-
-def pin(cpus: set[int] | None) -> None:
-    """Keep this process on ``cpus`` (Linux; None or elsewhere: no change)."""
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
-
-
-def split_cpus() -> tuple[set[int] | None, set[int] | None]:
-    """(the server's CPU, the load generator's CPUs), or (None, None) when not possible."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else (None, None)
-
-
 def serve(kind: str, port: int, http: str, loop: str, cpus: set[int] | None) -> None:
-    """Run the app; ``GET /__bench_stats`` answers the server's CPU seconds so far."""
+    """Run the app under uvicorn; ``GET /__bench_stats`` answers its CPU seconds so far."""
     import uvicorn
 
     pin(cpus)
-    app = make_app(kind)
-
-    async def with_stats(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == STATS:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            body = repr(usage.ru_utime + usage.ru_stime).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-length", str(len(body)).encode())]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
-            return
-        await app(scope, receive, send)
-
-    uvicorn.run(with_stats, host="127.0.0.1", port=port, log_level="error", access_log=False,
-                lifespan="off", http=http, loop=loop)  # fmt: skip
-
-
-def cpu_seconds(port: int) -> float:
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(f"GET {STATS} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return float(data.partition(b"\r\n\r\n")[2])
-
-
-def load(port: int, seconds: float, connections: int = 2) -> int:
-    """Requests completed in ``seconds`` by ``connections`` keep-alive clients."""
-    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
-    counts = [0] * connections
-    stop = time.perf_counter() + seconds
-
-    def worker(i: int) -> None:
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            buf = b""
-            while time.perf_counter() < stop:
-                s.sendall(request)
-                while True:
-                    head, sep, rest = buf.partition(b"\r\n\r\n")
-                    if sep:
-                        length = 0
-                        for line in head.split(b"\r\n"):
-                            if line.lower().startswith(b"content-length:"):
-                                length = int(line.split(b":")[1])
-                        if len(rest) >= length:
-                            buf = rest[length:]
-                            break
-                    buf += s.recv(65536)
-                counts[i] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts)
-
-
-def run_server(kind: str, http: str, loop: str, seconds: float, cpus: set[int] | None
-               ) -> tuple[float, float]:  # fmt: skip
-    """(requests per second, server CPU microseconds per request) for one run."""
-    ctx = mp.get_context("spawn")
-    port = free_port()
-    proc = ctx.Process(target=serve, args=(kind, port, http, loop, cpus), daemon=True)
-    proc.start()
-    try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        load(port, 0.5)  # warm up
-        cpu0 = cpu_seconds(port)
-        n = load(port, seconds)
-        cpu = cpu_seconds(port) - cpu0
-    finally:
-        proc.terminate()
-        proc.join()
-    return n / seconds, cpu / n * 1e6
+    uvicorn.run(with_stats(make_app(kind)), host="127.0.0.1", port=port, log_level="error",
+                access_log=False, lifespan="off", http=http, loop=loop)  # fmt: skip
 
 
 def throughput(rounds: int = 8, seconds: float = 1.5) -> None:
@@ -320,7 +232,7 @@ def _throughput(rounds: int, seconds: float, server_cpus: set[int] | None) -> No
         cpu: dict[str, list[float]] = {k: [] for k in kinds}
         for _ in range(rounds):
             for kind in kinds:
-                r, c = run_server(kind, http, loop, seconds, server_cpus)
+                r, c = run_server(serve, kind, http, loop, seconds, server_cpus)
                 rps[kind].append(r)
                 cpu[kind].append(c)
         print(f"\nuvicorn ({http}, {loop}): 2 connections, best of {rounds} x {seconds:g} s")
@@ -370,60 +282,9 @@ def _instructions(valgrind: str, kind: str, n: int) -> int:
     return count_instructions(valgrind, __file__, "--in-process", kind, str(n))
 
 
-class _Sink(asyncio.Transport):
-    """A transport that drops what is written and wakes the waiter when a response
-    (its head, then its body: two writes) is complete."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-        self.done: asyncio.Future[None] | None = None
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
-
-    def write(self, data: Any) -> None:
-        self.writes += 1
-        if self.writes % 2 == 0 and self.done is not None:
-            self.done.set_result(None)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def in_process(kind: str, n: int) -> None:
     """Serve ``n`` GET requests of ``kind`` through uvicorn's httptools protocol."""
-    import uvloop
-    from uvicorn.config import Config
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    from uvicorn.server import ServerState
-
-    config = Config(make_app(kind), http="httptools", loop="uvloop", lifespan="off",
-                    access_log=False, log_level="error")  # fmt: skip
-    config.load()
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        protocol = HttpToolsProtocol(config, ServerState(), {}, loop)
-        sink = _Sink()
-        protocol.connection_made(sink)
-        for _ in range(n):
-            sink.done = loop.create_future()
-            protocol.data_received(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-            await sink.done
-
-    uvloop.run(run())
+    serve_in_process(make_app(kind), n)
 
 
 if __name__ == "__main__":

@@ -24,29 +24,35 @@ asgi-correlation-id.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
 import os
-import resource
 import shutil
-import socket
 import statistics
 import sys
-import threading
-import time
 import uuid
 from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from _bench import aby_round, by_round, count_instructions, free_port, paired_ratio
+from _bench import (
+    aby_round,
+    by_round,
+    count_instructions,
+    paired_ratio,
+    pin,
+    run_server,
+    serve_in_process,
+    split_cpus,
+    with_stats,
+)
 from opskit.tenancy import Tenant, tenant_scope
 from opskit.tenancy._context import _LOG_ID, _TENANT
 from opskit.tenancy.asgi import TenantMiddleware
 
 KINDS = ("bare", "opskit", "correlation-id")
 REQUEST_ID = str(uuid.uuid4())
-STATS = "/__bench_stats"
+REQUEST = (f"GET / HTTP/1.1\r\nHost: bench\r\nX-Tenant-ID: acme\r\n"
+           f"X-Request-ID: {REQUEST_ID}\r\n\r\n").encode()  # fmt: skip
 
 
 def scopes() -> None:
@@ -138,102 +144,13 @@ def in_process() -> None:
     print("  added per request: " + ", ".join(f"{k} {v / 1000:.2f} us" for k, v in added.items()))
 
 
-def pin(cpus: set[int] | None) -> None:
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
-
-
-def split_cpus() -> tuple[set[int] | None, set[int] | None]:
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else (None, None)
-
-
 def serve(kind: str, port: int, http: str, loop: str, cpus: set[int] | None) -> None:
     import uvicorn
 
     pin(cpus)
-    app = make_app(kind)
-
-    async def with_stats(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == STATS:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            body = repr(usage.ru_utime + usage.ru_stime).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-length", str(len(body)).encode())]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
-            return
-        await app(scope, receive, send)
-
-    uvicorn.run(with_stats, host="127.0.0.1", port=port, log_level="error", access_log=False,
-                lifespan="off", http=http, loop=loop, timeout_keep_alive=120)  # fmt: skip
-
-
-def cpu_seconds(port: int) -> float:
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(f"GET {STATS} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return float(data.partition(b"\r\n\r\n")[2])
-
-
-def load(port: int, seconds: float, connections: int = 2) -> int:
-    request = (f"GET / HTTP/1.1\r\nHost: bench\r\nX-Tenant-ID: acme\r\n"
-               f"X-Request-ID: {REQUEST_ID}\r\n\r\n").encode()  # fmt: skip
-    counts = [0] * connections
-    stop = time.perf_counter() + seconds
-
-    def worker(i: int) -> None:
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            buf = b""
-            while time.perf_counter() < stop:
-                s.sendall(request)
-                while True:
-                    head, sep, rest = buf.partition(b"\r\n\r\n")
-                    if sep:
-                        if not head.startswith(b"HTTP/1.1 200"):
-                            raise SystemExit(f"unexpected response: {head[:60]!r}")
-                        length = 0
-                        for line in head.split(b"\r\n"):
-                            if line.lower().startswith(b"content-length:"):
-                                length = int(line.split(b":")[1])
-                        if len(rest) >= length:
-                            buf = rest[length:]
-                            break
-                    buf += s.recv(65536)
-                counts[i] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts)
-
-
-def run_server(kind: str, http: str, loop: str, seconds: float, cpus: set[int] | None
-               ) -> tuple[float, float]:  # fmt: skip
-    ctx = mp.get_context("spawn")
-    port = free_port()
-    proc = ctx.Process(target=serve, args=(kind, port, http, loop, cpus), daemon=True)
-    proc.start()
-    try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        load(port, 0.5)  # warm up
-        cpu0 = cpu_seconds(port)
-        n = load(port, seconds)
-        cpu = cpu_seconds(port) - cpu0
-    finally:
-        proc.terminate()
-        proc.join()
-    return n / seconds, cpu / n * 1e6
+    uvicorn.run(with_stats(make_app(kind)), host="127.0.0.1", port=port, log_level="error",
+                access_log=False, lifespan="off", http=http, loop=loop,
+                timeout_keep_alive=120)  # fmt: skip
 
 
 def throughput(rounds: int, seconds: float) -> None:
@@ -254,7 +171,7 @@ def throughput(rounds: int, seconds: float) -> None:
             cpu: dict[str, list[float]] = {k: [] for k in KINDS}
             for _ in range(rounds):
                 for kind in KINDS:
-                    r, c = run_server(kind, http, loop, seconds, server_cpus)
+                    r, c = run_server(serve, kind, http, loop, seconds, server_cpus, REQUEST)
                     rps[kind].append(r)
                     cpu[kind].append(c)
             print(f"\nuvicorn ({http}, {loop}): 2 connections, {rounds} rounds x {seconds:g} s")
@@ -307,66 +224,14 @@ def _instructions(valgrind: str, kind: str, n: int) -> int:
     return count_instructions(valgrind, __file__, "--in-process", kind, str(n))
 
 
-class _Sink(asyncio.Transport):
-    """Drops what is written; wakes the waiter when a response (head, body) is complete."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-        self.done: asyncio.Future[None] | None = None
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
-
-    def write(self, data: Any) -> None:
-        self.writes += 1
-        if self.writes % 2 == 0 and self.done is not None:
-            self.done.set_result(None)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-def serve_in_process(kind: str, n: int) -> None:
+def in_process_requests(kind: str, n: int) -> None:
     """Serve ``n`` GET requests of ``kind`` through uvicorn's httptools protocol."""
-    import uvloop
-    from uvicorn.config import Config
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    from uvicorn.server import ServerState
-
-    config = Config(make_app(kind), http="httptools", loop="uvloop", lifespan="off",
-                    access_log=False, log_level="error")  # fmt: skip
-    config.load()
-    request = (f"GET / HTTP/1.1\r\nHost: bench\r\nX-Tenant-ID: acme\r\n"
-               f"X-Request-ID: {REQUEST_ID}\r\n\r\n").encode()  # fmt: skip
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        protocol = HttpToolsProtocol(config, ServerState(), {}, loop)
-        sink = _Sink()
-        protocol.connection_made(sink)
-        for _ in range(n):
-            sink.done = loop.create_future()
-            protocol.data_received(request)
-            await sink.done
-
-    uvloop.run(run())
+    serve_in_process(make_app(kind), n, REQUEST)
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--in-process"]:
-        serve_in_process(sys.argv[2], int(sys.argv[3]))
+        in_process_requests(sys.argv[2], int(sys.argv[3]))
         return
     quick = "--quick" in sys.argv
     print(f"python {sys.version.split()[0]}")
