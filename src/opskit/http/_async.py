@@ -56,32 +56,6 @@ class _Wheels:
         self.hedges = Wheel(loop)
 
 
-async def _within(
-    coro: Coroutine[Any, Any, httpx.Response], seconds: float, wheel: Wheel
-) -> httpx.Response:
-    """``await coro``, or raise ``TimeoutError`` after ``seconds`` (timed on ``wheel``)."""
-    if sys.version_info >= (3, 11):
-        task = asyncio.current_task()
-        assert task is not None
-        loop = wheel.loop
-        cancelling = task.cancelling()
-        expiry = _Expiry(task)
-        handle = wheel.call_at(loop.time() + seconds, expiry)
-        try:
-            response = await coro
-        except asyncio.CancelledError:
-            if expiry.fired and task.uncancel() <= cancelling:
-                raise TimeoutError from None
-            raise
-        finally:
-            handle.cancel()
-        if expiry.fired:  # fired as the answer came in: take the cancellation back
-            task.uncancel()
-        return response
-    else:  # pragma: no cover - Python 3.10 has no Task.uncancel
-        return await asyncio.wait_for(coro, seconds)
-
-
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
     """An httpx async transport composing total timeout, limiter, retry, hedging,
     breaker and attempt timeout around an inner transport (outermost first).
@@ -189,7 +163,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         """The inner transport under the attempt timeout (up to the response headers)."""
         if budget is None:
             response = await self._send(request)
-        elif sys.version_info >= (3, 11):  # _within, inlined: one coroutine less per attempt
+        elif sys.version_info >= (3, 11):  # as asyncio.timeout, on the loop's timer wheel
             task = asyncio.current_task()
             assert task is not None
             wheel = self._wheels_of(asyncio.get_running_loop()).attempts
@@ -202,7 +176,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 if expiry.fired and task.uncancel() <= cancelling:
                     raise self._engine.timeout_error(total, request) from None
                 raise
-            except TimeoutError:  # as _within's caller did for the inner transport's own
+            except TimeoutError:  # the inner transport's own timeout
                 raise self._engine.timeout_error(total, request) from None
             finally:
                 handle.cancel()
@@ -210,9 +184,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 task.uncancel()
         else:  # pragma: no cover - Python 3.10 has no Task.uncancel
             try:
-                wheels = self._wheels_of(asyncio.get_running_loop())
-                response = await _within(self._send(request), budget, wheels.attempts)
-            except TimeoutError:
+                response = await asyncio.wait_for(self._send(request), budget)
+            except asyncio.TimeoutError:  # not yet the builtin TimeoutError on 3.10
                 raise self._engine.timeout_error(total, request) from None
         if trip and response.status_code >= 500:
             raise ServerStatus(response)
