@@ -103,11 +103,6 @@ def _default_key(request: httpx.Request) -> str:
     return request.url.host
 
 
-def replayable(request: httpx.Request) -> bool:
-    """Whether the request's body can be sent again (bytes, not a one-shot stream)."""
-    return isinstance(request.stream, httpx.ByteStream)
-
-
 def not_sent(error: BaseException) -> bool:
     """Whether ``error`` happened before the request reached the server."""
     return isinstance(error, NOT_SENT) or (
@@ -198,13 +193,6 @@ class Engine:
                     self._breakers[host] = found
         return found
 
-    def bad_status(self, response: httpx.Response) -> bool:
-        """A response to retry (and not a usable one for hedging)."""
-        if response.status_code in self.retry_statuses:
-            return True
-        check = self._result_check
-        return check is not None and bool(check(response))
-
     def budget(self, deadline: float | None) -> tuple[float | None, bool]:
         """Seconds the next attempt may take, and whether the total deadline binds it."""
         limit = self.attempt_timeout
@@ -266,7 +254,8 @@ class Engine:
             for key, value in self._tenant_headers().items():
                 if key not in request.headers:
                     request.headers[key] = value
-        again = isinstance(request.stream, httpx.ByteStream)  # replayable(request)
+        # Only a body of bytes can be sent again (not a one-shot stream).
+        again = isinstance(request.stream, httpx.ByteStream)
         may_retry = again and (
             request.method in self.retry_methods or "idempotency-key" in request.headers
         )
