@@ -127,9 +127,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                     return response
                 kind = step[0]
                 if kind == ATTEMPT:
-                    breaker = (
-                        engine.breaker if engine.breaker_for is None else engine.breaker_of(request)
-                    )
+                    breaker: CircuitBreaker | None = step[3]
                     hedge: Hedge | None = step[2]
                     if hedge is None:
                         response_, error = await self._attempt(request, step[1], breaker)

@@ -5,10 +5,11 @@ what to do next and receives what happened, and returns the response. The
 sync and async transports are thin loops that do the I/O of each step:
 
 - ``(ACQUIRE, key, timeout)``: wait for the limiter; send back whether it admitted.
-- ``(ATTEMPT, deadline, hedge)``: one attempt (with hedges when ``hedge`` is set)
-  through the breaker and the attempt timeout; send back ``(response, error, hedged)``.
-- ``(SLEEP, seconds, response)``: close ``response`` (if any), then sleep through
-  the retry run; send back ``None``.
+- ``(ATTEMPT, deadline, hedge, breaker)``: one attempt (with hedges when ``hedge``
+  is set) through ``breaker`` (if any) and the attempt timeout; send back
+  ``(response, error, hedged)``.
+- ``(SLEEP, seconds, response, run)``: close ``response`` (if any), then sleep
+  through the retry run ``run``; send back ``None``.
 
 Nothing here sleeps, reads a socket or starts a task.
 """
@@ -261,6 +262,7 @@ class Engine:
         )
         hedge = self.hedge if may_retry else None
         run: RetryRun | None = self.retry.begin() if self.retry is not None else None
+        breaker = self.breaker if self.breaker_for is None else self.breaker_of(request)
         retried = False
         # The first attempt's deadline check is needed only after a limiter wait.
         check_deadline = deadline is not None and self.limiter is not None
@@ -270,7 +272,7 @@ class Engine:
                     run.failed()
                 self.calls["timeout"] += 1
                 raise self.timeout_error(True, request)
-            outcome: Outcome = yield (ATTEMPT, deadline, hedge)
+            outcome: Outcome = yield (ATTEMPT, deadline, hedge, breaker)
             response, error, hedged = outcome
             retry_after: float | None = None
             if error is None:
