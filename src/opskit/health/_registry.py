@@ -226,15 +226,10 @@ class HealthRegistry:
         hit = self._cache.get(key)  # a hit takes no lock: one dict read
         if hit is not None and now < hit[0]:
             return hit[1]
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and now < hit[0]:
-                return hit[1]
-            flight = self._flights.get(key)
-            lead = flight is None
-            if flight is None:
-                flight = self._flights[key] = concurrent.futures.Future()
-                flight.set_running_or_notify_cancel()
+        joined = self._join(key, now)
+        if isinstance(joined, HealthReport):
+            return joined
+        flight, lead = joined
         if lead:
             # The run is its own task: a requester that goes away does not cancel it.
             task = asyncio.get_running_loop().create_task(self._lead(key, flight))
@@ -257,18 +252,29 @@ class HealthRegistry:
             pass
         else:  # waiting here would block the loop the checks may need
             raise RuntimeError("run_sync() was called on a running event loop; await run()")
-        with self._lock:
-            hit = self._cache.get(key)  # a run may have finished since the read above
-            if hit is not None and now < hit[0]:
-                return hit[1]
-            flight = self._flights.get(key)
-            lead = flight is None
-            if flight is None:
-                flight = self._flights[key] = concurrent.futures.Future()
-                flight.set_running_or_notify_cancel()
+        joined = self._join(key, now)
+        if isinstance(joined, HealthReport):
+            return joined
+        flight, lead = joined
         if lead:
             asyncio.run(self._lead(key, flight))
         return flight.result()
+
+    def _join(
+        self, key: str, now: float
+    ) -> HealthReport | tuple[concurrent.futures.Future[HealthReport], bool]:
+        """Under the lock: the fresh cached report, or the key's flight and whether
+        this caller leads it (a run may have finished since the lock-free read)."""
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and now < hit[0]:
+                return hit[1]
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = concurrent.futures.Future()
+            flight.set_running_or_notify_cancel()
+            return flight, True
 
     async def _lead(self, key: str, flight: concurrent.futures.Future[HealthReport]) -> None:
         try:
