@@ -207,17 +207,14 @@ class Retry:
             setattr(rs, _STARTED, self._now())
 
     def _wait(self, rs: RetryCallState) -> float:
-        delay = self.backoff.delay(rs.attempt_number, rs.upcoming_sleep)
+        asked = None
         fut = rs.outcome
         if self.respect_retry_after and fut is not None and fut.failed:
             asked = retry_after_from(fut.exception(), now=self.clock.time())
-            if asked is not None:
-                delay = max(delay, min(asked, self.max_retry_after))
-        return delay
+        return self.next_wait(rs.attempt_number, rs.upcoming_sleep, asked)
 
     def _stop(self, rs: RetryCallState) -> bool:
-        limit = self.attempts if MODE.attempts is None else min(self.attempts, MODE.attempts)
-        if rs.attempt_number >= limit:
+        if rs.attempt_number >= self.max_attempts:
             setattr(rs, _REASON, "exhausted")
             return True
         if self.deadline is not None:
