@@ -10,6 +10,7 @@ in exactly one outcome, counted in a plain integer per registry.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import re
 import threading
 import weakref
@@ -24,7 +25,7 @@ from opskit.tenancy._errors import InvalidTenant
 from opskit.tenancy._tenant import Tenant, validate_id
 from opskit.tenancy.resolvers import Found, Resolver, as_resolver, header
 
-__all__ = ["OUTCOMES", "Gate"]
+__all__ = ["OUTCOMES", "Gate", "is_async"]
 
 log = get_logger("tenancy")
 
@@ -43,6 +44,13 @@ RESOLVER_FAILED = -1
 
 _counts: weakref.WeakKeyDictionary[CollectorRegistry, list[int]] = weakref.WeakKeyDictionary()
 _counts_lock = threading.Lock()
+
+
+def is_async(fn: Any) -> bool:
+    """``fn`` is a coroutine function, or a callable object with an async ``__call__``."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
 
 
 def counts_for(registry: CollectorRegistry | None) -> list[int]:

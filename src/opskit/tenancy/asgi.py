@@ -42,12 +42,6 @@ _EXEMPT = _gate.EXEMPT
 _MISSING = _gate.MISSING
 
 
-def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
-    )
-
-
 class TenantMiddleware:
     """Resolve each HTTP and websocket request's tenant and run the app in its scope.
 
@@ -110,7 +104,7 @@ class TenantMiddleware:
         self._monotonic = gate.clock.monotonic
         self._counts = gate.counts
         self._required = required
-        self._async_lookup = lookup is not None and _is_async(lookup)
+        self._async_lookup = lookup is not None and _gate.is_async(lookup)
         self._inflight: dict[str, asyncio.Future[Tenant | int]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

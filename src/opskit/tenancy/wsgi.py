@@ -17,7 +17,6 @@ middleware always forwards ``close()`` to the app's iterable.
 from __future__ import annotations
 
 import contextvars
-import inspect
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -96,10 +95,7 @@ class TenantMiddleware:
         *,
         cache_size: int = 10_000,
     ) -> None:
-        if lookup is not None and (
-            inspect.iscoroutinefunction(lookup)
-            or inspect.iscoroutinefunction(getattr(lookup, "__call__", None))  # noqa: B004
-        ):
+        if lookup is not None and _gate.is_async(lookup):
             raise TypeError("the WSGI middleware needs a synchronous lookup")
         self.app = app
         self._gate = _gate.Gate(
