@@ -48,6 +48,13 @@ def _rate(name: str, by: str) -> str:
     return f"sum by (instance, {by}) (rate({name}{{{_SEL}}}[$__rate_interval]))"
 
 
+def _counter(name: str, module: str, labels: tuple[str, ...], unit: str, help: str) -> Family:
+    """A counter whose panel plots its rate per instance and each of its labels."""
+    legend = " ".join(["{{instance}}", *(f"{{{{{label}}}}}" for label in labels)])
+    return Family(name, module, "counter", labels, help, _rate(name, ", ".join(labels)),
+                  legend, unit)  # fmt: skip
+
+
 FAMILIES: tuple[Family, ...] = (
     Family(
         "opskit_breaker_state", "breaker", "gauge", ("name", "state"),
@@ -55,12 +62,8 @@ FAMILIES: tuple[Family, ...] = (
         f'max by (instance, name, state) (opskit_breaker_state{{{_SEL}}}) == 1',
         "{{instance}} {{name}} {{state}}",
     ),
-    Family(
-        "opskit_breaker_calls_total", "breaker", "counter", ("name", "outcome"),
-        "Calls through the breaker, by outcome.",
-        _rate("opskit_breaker_calls_total", "name, outcome"),
-        "{{instance}} {{name}} {{outcome}}", "reqps",
-    ),
+    _counter("opskit_breaker_calls_total", "breaker", ("name", "outcome"), "reqps",
+             "Calls through the breaker, by outcome."),
     Family(
         "opskit_breaker_transitions_total", "breaker", "counter",
         ("name", "from_state", "to_state"), "State transitions.",
@@ -68,72 +71,32 @@ FAMILIES: tuple[Family, ...] = (
         f"(increase(opskit_breaker_transitions_total{{{_SEL}}}[$__rate_interval]))",
         "{{instance}} {{name}} -> {{to_state}}",
     ),
-    Family(
-        "opskit_breaker_store_errors_total", "breaker", "counter", ("name",),
-        "Redis errors met by the breaker's shared store.",
-        _rate("opskit_breaker_store_errors_total", "name"),
-        "{{instance}} {{name}}", "ops",
-    ),
-    Family(
-        "opskit_retry_calls_total", "retry", "counter", ("name", "outcome"),
-        "Calls through a retry policy, by how they ended.",
-        _rate("opskit_retry_calls_total", "name, outcome"),
-        "{{instance}} {{name}} {{outcome}}", "reqps",
-    ),
-    Family(
-        "opskit_retry_retries_total", "retry", "counter", ("name",),
-        "Retries scheduled (waits begun).",
-        _rate("opskit_retry_retries_total", "name"),
-        "{{instance}} {{name}}", "ops",
-    ),
-    Family(
-        "opskit_ratelimit_decisions_total", "ratelimit", "counter", ("name", "decision"),
-        "Rate limit decisions.",
-        _rate("opskit_ratelimit_decisions_total", "name, decision"),
-        "{{instance}} {{name}} {{decision}}", "reqps",
-    ),
-    Family(
-        "opskit_ratelimit_store_errors_total", "ratelimit", "counter", ("name",),
-        "Errors from the limiter's shared store.",
-        _rate("opskit_ratelimit_store_errors_total", "name"),
-        "{{instance}} {{name}}", "ops",
-    ),
-    Family(
-        "opskit_ratelimit_fail_open_total", "ratelimit", "counter", ("name",),
-        "Checks allowed unchecked (on_error='allow') while the shared store failed.",
-        _rate("opskit_ratelimit_fail_open_total", "name"),
-        "{{instance}} {{name}}", "ops",
-    ),
-    Family(
-        "opskit_webhook_verifications_total", "webhooks", "counter", ("scheme", "result"),
-        "Webhook verifications by scheme and result (ok or the failure reason).",
-        _rate("opskit_webhook_verifications_total", "scheme, result"),
-        "{{instance}} {{scheme}} {{result}}", "reqps",
-    ),
+    _counter("opskit_breaker_store_errors_total", "breaker", ("name",), "ops",
+             "Redis errors met by the breaker's shared store."),
+    _counter("opskit_retry_calls_total", "retry", ("name", "outcome"), "reqps",
+             "Calls through a retry policy, by how they ended."),
+    _counter("opskit_retry_retries_total", "retry", ("name",), "ops",
+             "Retries scheduled (waits begun)."),
+    _counter("opskit_ratelimit_decisions_total", "ratelimit", ("name", "decision"), "reqps",
+             "Rate limit decisions."),
+    _counter("opskit_ratelimit_store_errors_total", "ratelimit", ("name",), "ops",
+             "Errors from the limiter's shared store."),
+    _counter("opskit_ratelimit_fail_open_total", "ratelimit", ("name",), "ops",
+             "Checks allowed unchecked (on_error='allow') while the shared store failed."),
+    _counter("opskit_webhook_verifications_total", "webhooks", ("scheme", "result"), "reqps",
+             "Webhook verifications by scheme and result (ok or the failure reason)."),
     Family(
         "opskit_pii_operations_total", "pii", "counter", ("op", "key_id"),
         "opskit.pii operations, by operation and key id.",
         _rate("opskit_pii_operations_total", "op, key_id"),
         "{{instance}} {{op}} key {{key_id}}", "ops",
     ),
-    Family(
-        "opskit_pii_key_wrapper_calls_total", "pii", "counter", ("op", "outcome"),
-        "Envelope key wrapper (KMS) calls, by operation (wrap, unwrap) and outcome.",
-        _rate("opskit_pii_key_wrapper_calls_total", "op, outcome"),
-        "{{instance}} {{op}} {{outcome}}", "ops",
-    ),
-    Family(
-        "opskit_pii_decrypt_failures_total", "pii", "counter", ("reason",),
-        "Decryptions that failed, by reason (malformed, key_not_found, decryption_failed).",
-        _rate("opskit_pii_decrypt_failures_total", "reason"),
-        "{{instance}} {{reason}}", "ops",
-    ),
-    Family(
-        "opskit_tenancy_requests_total", "tenancy", "counter", ("outcome",),
-        "Requests seen by TenantMiddleware, by outcome.",
-        _rate("opskit_tenancy_requests_total", "outcome"),
-        "{{instance}} {{outcome}}", "reqps",
-    ),
+    _counter("opskit_pii_key_wrapper_calls_total", "pii", ("op", "outcome"), "ops",
+             "Envelope key wrapper (KMS) calls, by operation (wrap, unwrap) and outcome."),
+    _counter("opskit_pii_decrypt_failures_total", "pii", ("reason",), "ops",
+             "Decryptions that failed, by reason (malformed, key_not_found, decryption_failed)."),
+    _counter("opskit_tenancy_requests_total", "tenancy", ("outcome",), "reqps",
+             "Requests seen by TenantMiddleware, by outcome."),
     Family(
         "opskit_health_check_status", "health", "gauge", ("check",),
         "Last result of a health check (1 pass, 0.5 warn, 0 fail).",
@@ -152,22 +115,10 @@ FAMILIES: tuple[Family, ...] = (
         f"min by (instance, group) (opskit_health_status{{{_SEL}}})",
         "{{instance}} {{group}}",
     ),
-    Family(
-        "opskit_http_requests_total", "http", "counter", ("client", "outcome"),
-        "Calls through an opskit.http transport, by how they ended.",
-        _rate("opskit_http_requests_total", "client, outcome"),
-        "{{instance}} {{client}} {{outcome}}", "reqps",
-    ),
-    Family(
-        "opskit_http_attempts_total", "http", "counter", ("client", "outcome"),
-        "Attempts (retries and hedges included), by outcome.",
-        _rate("opskit_http_attempts_total", "client, outcome"),
-        "{{instance}} {{client}} {{outcome}}", "reqps",
-    ),
-    Family(
-        "opskit_telemetry_errors_total", "telemetry", "counter", ("kind",),
-        "Log and metrics calls inside opskit that failed and were ignored.",
-        _rate("opskit_telemetry_errors_total", "kind"),
-        "{{instance}} {{kind}}", "ops",
-    ),
+    _counter("opskit_http_requests_total", "http", ("client", "outcome"), "reqps",
+             "Calls through an opskit.http transport, by how they ended."),
+    _counter("opskit_http_attempts_total", "http", ("client", "outcome"), "reqps",
+             "Attempts (retries and hedges included), by outcome."),
+    _counter("opskit_telemetry_errors_total", "telemetry", ("kind",), "ops",
+             "Log and metrics calls inside opskit that failed and were ignored."),
 )  # fmt: skip
