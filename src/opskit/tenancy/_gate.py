@@ -195,3 +195,11 @@ class Gate:
     def resolver_failed(self, exc: BaseException) -> int:
         log.error("tenancy.resolver_failed", error=type(exc).__name__)
         return RESOLVER_FAILED
+
+    def reject(self, outcome: int) -> tuple[int, str]:
+        """Count a rejected request's outcome; the (status, detail) that answers it."""
+        if outcome == RESOLVER_FAILED:
+            self.counts[LOOKUP_FAILED] += 1
+            return 500, "tenant resolution failed"
+        self.counts[outcome] += 1
+        return PROBLEMS[outcome]

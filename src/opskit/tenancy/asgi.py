@@ -205,13 +205,7 @@ class TenantMiddleware:
             by_ttl[raw] = (entry[0], tenant)
 
     async def _reject(self, outcome: int, kind: str, receive: Receive, send: Send) -> None:
-        counts = self._counts
-        if outcome == _gate.RESOLVER_FAILED:
-            counts[_gate.LOOKUP_FAILED] += 1
-            status, detail = 500, "tenant resolution failed"
-        else:
-            counts[outcome] += 1
-            status, detail = _gate.PROBLEMS[outcome]
+        status, detail = self._gate.reject(outcome)
         try:
             if kind == "websocket":
                 # Take the connect message so the app never sees this socket, then

@@ -147,11 +147,7 @@ class TenantMiddleware:
         return _InScope(ctx, result)
 
     def _reject(self, outcome: int, start_response: StartResponse) -> Iterable[bytes]:
-        if outcome == _gate.RESOLVER_FAILED:
-            self._gate.counts[_gate.LOOKUP_FAILED] += 1
-            return problem_response(start_response, 500, detail="tenant resolution failed")
-        self._gate.counts[outcome] += 1
-        status, detail = _gate.PROBLEMS[outcome]
+        status, detail = self._gate.reject(outcome)
         return problem_response(start_response, status, detail=detail)
 
     def _lookup(self, tenant_id: str) -> Tenant | int:
