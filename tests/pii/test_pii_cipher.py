@@ -83,6 +83,58 @@ def test_bad_context_is_a_type_error_on_both_sides(ring: Keyring, bad: object) -
         pii.encrypt_bytes(b"x", context=bad)  # type: ignore[arg-type]
 
 
+def test_a_context_changed_after_use_is_read_again(ring: Keyring) -> None:
+    # The cipher remembers a copy of the last context, never the caller's dict.
+    pii = PIICipher(ring)
+    ctx = dict(CTX)
+    token = pii.encrypt(PHONE, context=ctx)
+    ctx["tenant"] = "globex"
+    with pytest.raises(DecryptionError):
+        pii.decrypt(token, context=ctx)
+    moved = pii.encrypt(PHONE, context=ctx)
+    assert pii.decrypt(moved, context={"tenant": "globex", "field": "phone"}) == PHONE
+    with pytest.raises(DecryptionError):
+        pii.decrypt(moved, context=CTX)
+
+
+def test_bad_contexts_stay_type_errors_after_a_good_one(ring: Keyring) -> None:
+    pii = PIICipher(ring)
+    token = pii.encrypt(PHONE, context=CTX)
+    for bad in ({"tenant": 1, "field": "phone"}, {"tenant": ["acme"]}, "tenant=acme", 3):
+        assert pii.decrypt(token, context=CTX) == PHONE
+        with pytest.raises(TypeError):
+            pii.decrypt(token, context=bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            pii.encrypt(PHONE, context=bad)  # type: ignore[arg-type]
+
+
+def test_any_mapping_equal_to_the_context_decrypts(ring: Keyring) -> None:
+    from types import MappingProxyType
+
+    pii = PIICipher(ring)
+    token = pii.encrypt(PHONE, context=CTX)
+    assert pii.decrypt(token, context=MappingProxyType(dict(CTX))) == PHONE
+    assert pii.decrypt(pii.encrypt(PHONE, context=MappingProxyType(CTX)), context=CTX) == PHONE
+
+
+def test_each_key_id_is_looked_up_on_its_own(ring: Keyring) -> None:
+    # Tokens of two keys interleaved through one cipher; an unknown id and a bad
+    # version byte stay errors however often they come, after the good ones.
+    ring2 = ring.add_key()
+    old, new = PIICipher(ring), PIICipher(ring2.promote(ring2.newest_id))
+    reader = PIICipher(ring2)
+    unknown = PIICipher(Keyring.generate()).encrypt(PHONE)
+    raw = base64.urlsafe_b64decode(new.encrypt(PHONE)[len(TOKEN_MARKER) :] + "===")
+    bad_version = TOKEN_MARKER + base64.urlsafe_b64encode(b"\x02" + raw[1:]).decode().rstrip("=")
+    for _ in range(3):
+        assert reader.decrypt(old.encrypt(PHONE)) == PHONE
+        assert reader.decrypt(new.encrypt(PHONE)) == PHONE
+        with pytest.raises(KeyNotFound):
+            reader.decrypt(unknown)
+        with pytest.raises(MalformedToken):
+            reader.decrypt(bad_version)
+
+
 def test_wrong_key_is_a_decryption_error_and_unknown_id_key_not_found(ring: Keyring) -> None:
     token = PIICipher(ring).encrypt(PHONE)
     other = Keyring.generate()

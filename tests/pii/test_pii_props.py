@@ -118,3 +118,25 @@ def test_strict_decoding_rejects_what_lenient_base64_accepts() -> None:
         with pytest.raises(MalformedToken):
             b64decode_strict(bad)
     assert b64decode_strict(token) == PII._raw("pii1." + token)
+
+
+small_contexts = st.one_of(
+    st.none(),
+    st.dictionaries(st.sampled_from(["tenant", "field"]), st.sampled_from(["a", "b"]), max_size=2),
+)
+
+
+@given(st.lists(st.tuples(small_contexts, small_contexts), min_size=1, max_size=12))
+def test_the_remembered_context_never_stands_in_for_another(
+    pairs: list[tuple[dict[str, str] | None, dict[str, str] | None]],
+) -> None:
+    # One cipher remembers the last context it saw: any sequence of contexts,
+    # repeated or alternating, decrypts exactly when the two contexts agree.
+    pii = PIICipher(RING)
+    for enc_ctx, dec_ctx in pairs:
+        token = pii.encrypt("v", context=enc_ctx)
+        if (enc_ctx or None) == (dec_ctx or None):
+            assert pii.decrypt(token, context=dec_ctx) == "v"
+        else:
+            with pytest.raises(DecryptionError):
+                pii.decrypt(token, context=dec_ctx)
