@@ -384,6 +384,40 @@ def test_an_early_failure_starts_the_hedge_at_once(caller: Any, upstream: Any, k
     assert r.status_code == 200 and upstream.app.counts[key] == 2
 
 
+class Busy:
+    """A ``retry_if_result`` check that rejects 202 and records every status it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def __call__(self, r: httpx.Response) -> bool:
+        self.seen.append(r.status_code)
+        return r.status_code == 202
+
+
+def test_retry_if_result_runs_once_per_response(caller: Any, upstream: Any, key: str) -> None:
+    busy = Busy()
+    clock = ManualClock()
+    t = caller.transport(name="up", retry=policy(clock, retry_if_result=busy))
+    r = caller.request(t, "GET", f"{upstream.url}/flaky/{key}?fail=2&status=202")
+    assert r.status_code == 200 and r.text == "ok after 3"
+    assert busy.seen == [202, 202, 200]  # counting and the retry decision share one verdict
+    assert clock.sleeps == [0.5, 0.5]
+    reg = caller.registry
+    assert sample(reg, "opskit_http_attempts_total", client="up", outcome="status") == 2
+    assert sample(reg, "opskit_http_attempts_total", client="up", outcome="ok") == 1
+
+
+def test_retry_if_result_runs_once_per_response_when_hedging(
+    caller: Any, upstream: Any, key: str
+) -> None:
+    busy = Busy()
+    t = caller.transport(retry=policy(ManualClock(), retry_if_result=busy), hedge=Hedge(after=30))
+    r = caller.request(t, "GET", f"{upstream.url}/flaky/{key}?fail=1&status=202")
+    assert r.status_code == 200 and upstream.app.counts[key] == 2  # the hedge won at once
+    assert busy.seen == [202, 200]
+
+
 # -- telemetry ---------------------------------------------------------------------------
 
 
@@ -398,6 +432,9 @@ def test_retry_log_names_host_and_status_never_query_or_headers(
     assert len(events) == 1
     assert events[0]["host"] == "127.0.0.1" and events[0]["status"] == 503
     assert events[0]["wait"] == 0.5
+    assert events[0]["retry"] == "up" and events[0]["attempt"] == 1
+    # One line per retry: the policy's own retry.scheduled is not logged beside it.
+    assert [e["event"] for e in logs if e["event"].startswith("retry.")] == []
     text = repr(logs)
     assert "s3cr3t" not in text and "hunter2" not in text and key not in text
 

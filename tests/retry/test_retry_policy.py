@@ -409,6 +409,17 @@ def test_logs_say_attempt_wait_and_error_type_but_not_the_message(
     assert logs[0]["message"] == "detail"
 
 
+def test_a_quiet_run_logs_no_scheduled_line_but_still_its_exhaustion(
+    manual_clock: ManualClock,
+) -> None:
+    run = policy(manual_clock, attempts=2).begin()
+    with structlog.testing.capture_logs() as logs:
+        assert run.next_wait(error="HTTP 503", quiet=True) == 0.1
+        assert run.next_wait(error="HTTP 503", quiet=True) is None
+    assert [e["event"] for e in logs] == ["retry.exhausted"]
+    assert logs[0]["attempts"] == 2 and logs[0]["reason"] == "exhausted"
+
+
 def test_metrics_on_the_registry_and_close() -> None:
     reg = CollectorRegistry()
     clock = ManualClock()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Callable, Collection, Generator, Iterable
 from typing import Any
 
@@ -168,6 +169,11 @@ class Engine:
         self.clock = clock
         self._now = clock.monotonic
         self._result_check = retry.retry_if_result if retry is not None else None
+        # The result check's verdict on each response, so the user's check runs once
+        # per response (counting, hedge choice and the retry decision all ask).
+        self._verdicts: weakref.WeakKeyDictionary[httpx.Response, bool] = (
+            weakref.WeakKeyDictionary()
+        )
         self._breakers: dict[str, CircuitBreaker] = {}
         self._breakers_lock = threading.Lock()
         self.calls = dict.fromkeys(CALL_OUTCOMES, 0)
@@ -210,13 +216,28 @@ class Engine:
             return TotalTimeout(self.name, host, self.total_timeout or 0.0, request=request)
         return AttemptTimeout(self.name, host, self.attempt_timeout or 0.0, request=request)
 
+    def rejects(self, response: httpx.Response) -> bool:
+        """Whether ``response`` is a retryable status or fails the result check.
+
+        The check runs once per response; later questions read its verdict.
+        """
+        if response.status_code in self.retry_statuses:
+            return True
+        check = self._result_check
+        if check is None:
+            return False
+        verdicts = self._verdicts
+        verdict = verdicts.get(response)
+        if verdict is None:
+            verdict = verdicts[response] = bool(check(response))
+        return verdict
+
     def attempted(self, response: httpx.Response | None, error: BaseException | None) -> None:
         """Count one attempt's outcome."""
         if error is None:
             assert response is not None
-            check = self._result_check
             bad = response.status_code in self.retry_statuses or (
-                check is not None and bool(check(response))
+                self._result_check is not None and self.rejects(response)
             )
             self.attempts["status" if bad else "ok"] += 1
         elif isinstance(error, CircuitOpenError):
@@ -227,10 +248,7 @@ class Engine:
             self.attempts["error"] += 1
 
     def usable(self, response: httpx.Response | None, error: BaseException | None) -> bool:
-        if error is not None or response is None or response.status_code in self.retry_statuses:
-            return False
-        check = self._result_check
-        return check is None or not check(response)
+        return error is None and response is not None and not self.rejects(response)
 
     def _raised(self, error: BaseException) -> None:
         if isinstance(error, CircuitOpenError):
@@ -277,9 +295,8 @@ class Engine:
             retry_after: float | None = None
             if error is None:
                 assert response is not None
-                check = self._result_check
                 if response.status_code not in self.retry_statuses and (
-                    check is None or not check(response)
+                    self._result_check is None or not self.rejects(response)
                 ):
                     if run is not None:
                         run.succeeded()
@@ -308,6 +325,7 @@ class Engine:
                         retry_after=retry_after,
                         limit=limit,
                         error=f"HTTP {what}" if error is None else error,
+                        quiet=True,  # the http.retry line below says it all
                     )
             if wait is None:
                 if error is not None:
@@ -316,12 +334,15 @@ class Engine:
                 self.calls["hedged" if hedged else "retried" if retried else "ok"] += 1
                 assert response is not None
                 return response
+            assert run is not None and self.retry is not None
             _log.info(
                 "http.retry",
                 client=self.name,
                 host=request.url.host,
                 **({"status": what} if error is None else {"error": what}),
                 wait=round(wait, 6),
+                retry=self.retry.name,
+                attempt=run.attempt - 1,
             )
             retried = True
             check_deadline = deadline is not None

@@ -60,6 +60,7 @@ class RetryRun:
         retry_after: float | None = None,
         limit: float | None = None,
         error: BaseException | str | None = None,
+        quiet: bool = False,
     ) -> float | None:
         """The wait before the next attempt, or ``None`` when the policy gives up.
 
@@ -68,7 +69,9 @@ class RetryRun:
         seconds the caller has left (its own deadline); a wait longer than that
         gives up as ``deadline_exceeded``. ``error``: the failed attempt's
         error (or its name) for the log line; never its message unless the
-        policy's ``log_error_messages`` says so.
+        policy's ``log_error_messages`` says so. ``quiet``: no ``retry.scheduled``
+        line, for a caller that logs its own line per retry (``retry.exhausted``
+        is still logged).
         """
         if self._done:
             return None
@@ -103,7 +106,8 @@ class RetryRun:
             )
             return None
         p._retries += 1
-        _log.info("retry.scheduled", wait=round(wait, 6), **fields)
+        if not quiet:
+            _log.info("retry.scheduled", wait=round(wait, 6), **fields)
         self.attempt += 1
         self.previous = wait
         return wait
