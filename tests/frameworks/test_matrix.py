@@ -325,15 +325,24 @@ def test_health_endpoints_livez_readyz_health(tenant_server: TenantServer) -> No
     probe("/livez", 200, "pass")  # but not restarted: liveness asks nothing outside
 
 
-def test_health_endpoints_cannot_go_through_add_middleware() -> None:
-    """Why the Starlette and FastAPI recipes wrap the app: HealthEndpoints takes the
-    registry first, and Starlette's add_middleware passes the app first."""
+def test_health_endpoints_go_through_add_middleware_by_around() -> None:
+    """HealthEndpoints takes the registry first, and Starlette's add_middleware passes
+    the app first: the class itself fails there, HealthEndpoints.around does not."""
     from starlette.applications import Starlette
 
     app = Starlette()
     app.add_middleware(HealthEndpoints, health=HealthRegistry())
     with pytest.raises(TypeError, match="multiple values for argument 'health'"):
         app.build_middleware_stack()
+    health = HealthRegistry()
+    inner = Starlette()
+    inner.add_middleware(HealthEndpoints.around, health=health, live="/alive")
+    stack = inner.build_middleware_stack()
+    found = stack
+    while not isinstance(found, HealthEndpoints):
+        found = found.app
+    assert found.health is health and "/alive" in found._ep.paths
+    health.close()
 
 
 def test_litestar_middleware_never_sees_the_health_paths() -> None:

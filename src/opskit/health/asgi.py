@@ -5,6 +5,7 @@
     from opskit.health.asgi import HealthEndpoints
 
     app = HealthEndpoints(health, app=your_app)   # other paths go to your_app
+    app.add_middleware(HealthEndpoints.around, health=health)   # Starlette, FastAPI
 
 Other paths go to ``app`` (404 problem+json when ``app`` is None). With
 ``app=None`` the endpoints complete the lifespan protocol themselves;
@@ -62,6 +63,13 @@ class HealthEndpoints:
         self._live = {d: _encode(ep.live(d)) for d in (False, True)}
         self._drained = {d: _encode(ep.drained(d)) for d in (False, True)}
         self._not_allowed = _encode(ep.not_allowed())
+
+    @classmethod
+    def around(cls, app: ASGIApp, health: HealthRegistry, **options: Any) -> HealthEndpoints:
+        """``HealthEndpoints(health, app=app, **options)``, the app first: the factory
+        Starlette's and FastAPI's ``add_middleware(factory, **kwargs)`` take, since they
+        call it as ``factory(app, **kwargs)``."""
+        return cls(health, app, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind_of = scope["type"]

@@ -94,17 +94,17 @@ def add_routes(app: FastAPI) -> None:
 
 
 # --8<-- [start:tenant-recipe]
-def create_tenant_app(health: HealthRegistry) -> HealthEndpoints:
+def create_tenant_app(health: HealthRegistry) -> FastAPI:
     app = FastAPI()
     app.add_middleware(TenantMiddleware, resolver=TENANT)
+    # Added last, so it runs first, outside the tenant middleware: probes carry no tenant.
+    app.add_middleware(HealthEndpoints.around, health=health)
 
     @app.get("/whoami")
     def whoami(tenant: Annotated[Tenant, Depends(get_tenant)]) -> JSONResponse:  # in a thread
         return JSONResponse({**whoami_body(), "depends": tenant.id}, headers=HEADERS)
 
-    # Outside the tenant middleware: probes carry no tenant. HealthEndpoints takes the
-    # registry first, so it wraps the app rather than going through add_middleware.
-    return HealthEndpoints(health, app=app)
+    return app
 
 
 # --8<-- [end:tenant-recipe]

@@ -104,12 +104,12 @@ async def whoami(request: Request) -> JSONResponse:
 
 
 # --8<-- [start:tenant-recipe]
-def create_tenant_app(health: HealthRegistry) -> HealthEndpoints:
+def create_tenant_app(health: HealthRegistry) -> Starlette:
     app = Starlette(routes=[Route("/whoami", whoami)])
     app.add_middleware(TenantMiddleware, resolver=TENANT)
-    # Outside the tenant middleware: probes carry no tenant. HealthEndpoints takes the
-    # registry first, so it wraps the app rather than going through add_middleware.
-    return HealthEndpoints(health, app=app)
+    # Added last, so it runs first, outside the tenant middleware: probes carry no tenant.
+    app.add_middleware(HealthEndpoints.around, health=health)
+    return app
 
 
 # --8<-- [end:tenant-recipe]
