@@ -114,7 +114,7 @@ def test_live_page(demo: str, browser: Any) -> None:
     _wait_updates(browser, 1)
     # It renders each part's state.
     assert browser.title == "opskit demo"
-    for tile in ("breaker", "ratelimit", "retry", "webhooks", "health", "tenancy"):
+    for tile in ("breaker", "ratelimit", "retry", "webhooks", "health", "tenancy", "http"):
         assert browser.find_element(By.ID, f"tile-{tile}").is_displayed()
     payments = ".breaker[data-name='demo-payments']"
     assert _attr(browser, payments, "data-state") == "closed"
@@ -165,6 +165,13 @@ def test_live_page(demo: str, browser: Any) -> None:
     WebDriverWait(browser, WAIT, poll_frequency=0.05).until(
         lambda d: "unknown 1" in _text(d, "#tenancy")
     )
+    assert _text(browser, "#http") == "no call yet"
+    browser.find_element(By.CSS_SELECTOR, "button[data-action='http-recovers']").click()
+    WebDriverWait(browser, WAIT, poll_frequency=0.05).until(
+        lambda d: "retried 1" in _text(d, ".client[data-client='demo-upstream']")
+    )
+    assert "status 2" in _text(browser, ".client[data-client='demo-upstream']")  # two 503s
+    assert "1 ok / 0 failed" in _text(browser, ".client[data-client='demo-upstream']")
     # the charts hold the refreshes seen so far
     assert int(_attr(browser, "#chart-breaker", "data-points")) >= 2
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-breaker polyline")
@@ -186,3 +193,6 @@ def test_live_page(demo: str, browser: Any) -> None:
     assert len(opskit) >= 10
     doc = json.loads(_get(demo + STATE_PATH)[1])
     assert doc["statuses"]["/breaker"]["502"] >= 3
+    assert doc["http"]["demo-upstream"]["calls"]["retried"] == 1
+    assert doc["http"]["demo-upstream"]["attempts"] == {
+        **dict.fromkeys(doc["http"]["demo-upstream"]["attempts"], 0), "status": 2, "ok": 1}

@@ -4,7 +4,8 @@
 nothing fetched from elsewhere). It polls ``GET /ops/state.json`` each second
 and keeps the last minutes of it for small charts. The document holds every
 demo breaker's state and calls, each limiter's decisions and the caller's
-headroom, retry outcomes, webhook verdicts, tenancy outcomes, pii operations
+headroom, retry outcomes, webhook verdicts, tenancy outcomes, pii operations, each
+http client's calls and attempts by outcome
 and the health report, read from the demo's ``CollectorRegistry`` (what
 ``/metrics`` serves), the rate limiters (a peek, which consumes nothing), the
 health endpoint (called in process) and the status codes of each part's
@@ -169,6 +170,8 @@ class Dashboard:
             state = next((s for s, v in flags.items() if v == 1), "unknown")
             breakers.append({"name": name, "state": state, "calls": calls.get(name, {})})
         headroom = self._headroom(client_ip)
+        http_calls = by("opskit_http_requests_total", "client", "outcome")
+        attempts = by("opskit_http_attempts_total", "client", "outcome")
         limiters = [
             {"name": name, "decisions": decisions, "headroom": headroom.get(name)}
             for name, decisions in sorted(
@@ -185,6 +188,10 @@ class Dashboard:
             "webhooks": by("opskit_webhook_verifications_total", "scheme", "result"),
             "tenancy": by("opskit_tenancy_requests_total", "", "outcome").get("", {}),
             "pii": by("opskit_pii_operations_total", "op", "key_id"),
+            "http": {
+                client: {"calls": outcomes, "attempts": attempts.get(client, {})}
+                for client, outcomes in sorted(http_calls.items())
+            },
             "health": await self._health(),
             "statuses": self.statuses,
         }
