@@ -108,6 +108,23 @@ def test_bad_contexts_stay_type_errors_after_a_good_one(ring: Keyring) -> None:
             pii.encrypt(PHONE, context=bad)  # type: ignore[arg-type]
 
 
+class _RaisingEq:
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("no comparing me")
+
+    __hash__ = object.__hash__
+
+
+def test_a_value_whose_comparison_raises_is_still_a_type_error(ring: Keyring) -> None:
+    pii = PIICipher(ring)
+    token = pii.encrypt(PHONE, context=CTX)  # CTX is now the remembered context
+    bad = {"tenant": _RaisingEq(), "field": "phone"}
+    with pytest.raises(TypeError):
+        pii.encrypt(PHONE, context=bad)  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        pii.decrypt(token, context=bad)  # type: ignore[dict-item]
+
+
 def test_any_mapping_equal_to_the_context_decrypts(ring: Keyring) -> None:
     from types import MappingProxyType
 

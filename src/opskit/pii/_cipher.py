@@ -248,7 +248,10 @@ class PIICipher:
             ad = context
         else:
             last = self._last
-            ad = last[1] if context == last[0] else self._ad(context)
+            try:
+                ad = last[1] if context == last[0] else self._ad(context)
+            except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError):
+                ad = self._ad(context)  # a value whose __eq__ raised: aad names the fault
         _, aead, prefix, slot = self._primary
         nonce = _urandom(_NONCE)
         raw = prefix + nonce + aead.encrypt(nonce, value.encode(), ad)
@@ -295,7 +298,10 @@ class PIICipher:
                 ad = context
             else:
                 last = self._last
-                ad = last[1] if context == last[0] else self._ad(context)
+                try:
+                    ad = last[1] if context == last[0] else self._ad(context)
+                except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError):
+                    ad = self._ad(context)  # a value whose __eq__ raised: aad names the fault
             if token.__class__ is not str and not isinstance(token, str):
                 raise TypeError("decrypt takes a str token; use decrypt_bytes for bytes")
             if token.startswith(TOKEN_MARKER):
