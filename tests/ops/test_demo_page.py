@@ -195,4 +195,7 @@ def test_live_page(demo: str, browser: Any) -> None:
     assert doc["statuses"]["/breaker"]["502"] >= 3
     assert doc["http"]["demo-upstream"]["calls"]["retried"] == 1
     assert doc["http"]["demo-upstream"]["attempts"] == {
-        **dict.fromkeys(doc["http"]["demo-upstream"]["attempts"], 0), "status": 2, "ok": 1}
+        **dict.fromkeys(doc["http"]["demo-upstream"]["attempts"], 0),
+        "status": 2,
+        "ok": 1,
+    }
