@@ -418,6 +418,22 @@ def test_retry_if_result_runs_once_per_response_when_hedging(
     assert busy.seen == [202, 200]
 
 
+def test_a_result_check_that_raises_reaches_the_caller_and_frees_the_connection(
+    caller: Any, upstream: Any, key: str, drained: Any
+) -> None:
+    def buggy(r: httpx.Response) -> bool:
+        raise RuntimeError("bug in the check")
+
+    t = caller.transport(name="up", retry=policy(ManualClock(), retry_if_result=buggy))
+    for i in range(3):
+        with pytest.raises(RuntimeError, match="bug in the check"):
+            caller.request(t, "GET", f"{upstream.url}/ok/{key}-{i}")
+    drained(t)  # each response was closed: no connection stays busy
+    reg = caller.registry
+    assert sample(reg, "opskit_http_attempts_total", client="up", outcome="error") == 3
+    assert sample(reg, "opskit_http_requests_total", client="up", outcome="error") == 3
+
+
 # -- telemetry ---------------------------------------------------------------------------
 
 

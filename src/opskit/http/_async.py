@@ -212,7 +212,11 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             raise
         except Exception as exc:
             error = exc
-        engine.attempted(response, error)
+        check_failed = engine.attempted(response, error)
+        if check_failed is not None:  # the result check raised: that is the attempt's error
+            assert response is not None
+            await response.aclose()
+            return None, check_failed
         return response, error
 
     async def _hedged(

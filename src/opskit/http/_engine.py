@@ -232,13 +232,24 @@ class Engine:
             verdict = verdicts[response] = bool(check(response))
         return verdict
 
-    def attempted(self, response: httpx.Response | None, error: BaseException | None) -> None:
-        """Count one attempt's outcome."""
+    def attempted(
+        self, response: httpx.Response | None, error: BaseException | None
+    ) -> Exception | None:
+        """Count one attempt's outcome.
+
+        Returns the exception of a result check that raised: the transport closes
+        the response and takes that exception as the attempt's error (so a buggy
+        check neither leaks the connection nor is mistaken for a verdict).
+        """
         if error is None:
             assert response is not None
-            bad = response.status_code in self.retry_statuses or (
-                self._result_check is not None and self.rejects(response)
-            )
+            try:
+                bad = response.status_code in self.retry_statuses or (
+                    self._result_check is not None and self.rejects(response)
+                )
+            except Exception as exc:
+                self.attempts["error"] += 1
+                return exc
             self.attempts["status" if bad else "ok"] += 1
         elif isinstance(error, CircuitOpenError):
             self.attempts["rejected"] += 1
@@ -246,6 +257,7 @@ class Engine:
             self.attempts["timeout"] += 1
         else:
             self.attempts["error"] += 1
+        return None
 
     def usable(self, response: httpx.Response | None, error: BaseException | None) -> bool:
         return error is None and response is not None and not self.rejects(response)

@@ -191,7 +191,11 @@ class ResilientTransport(httpx.BaseTransport):
         except BaseException:
             engine.attempts["cancelled"] += 1
             raise
-        engine.attempted(response, error)
+        check_failed = engine.attempted(response, error)
+        if check_failed is not None:  # the result check raised: that is the attempt's error
+            assert response is not None
+            response.close()
+            return None, check_failed
         return response, error
 
     def _threads(self) -> cf.ThreadPoolExecutor:
