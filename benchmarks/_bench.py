@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -134,6 +134,24 @@ def count_instructions(valgrind: str, script: str, *args: str) -> int:
         if "I" in line and "refs:" in line:
             return int(line.rsplit(":", 1)[1].replace(",", ""))
     raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+
+
+def instructions_per_op(
+    script: str, cases: Sequence[str], counts: tuple[int, int], *args: str
+) -> dict[str, float] | None:
+    """Instructions per operation of each case: ``python script *args case n`` run under
+    valgrind for the two ``counts``, the difference divided by the operations between
+    them (start-up cancels out). ``None`` (and a line saying so) without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("\n(valgrind not installed: instructions per operation not counted)")
+        return None
+    low, high = counts
+    return {
+        case: (count_instructions(valgrind, script, *args, case, str(high))
+               - count_instructions(valgrind, script, *args, case, str(low))) / (high - low)
+        for case in cases
+    }  # fmt: skip
 
 
 # An app under uvicorn in its own process, and a load generator in this one.

@@ -24,7 +24,6 @@ Ratios are medians of paired rounds (each round's cases against each other).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import pybreaker
 import tenacity
 from prometheus_client import CollectorRegistry
 
-from _bench import free_port
+from _bench import free_port, instructions_per_op
 from opskit.breaker import CircuitBreaker
 from opskit.http import AsyncResilientTransport, Hedge, ResilientTransport
 from opskit.ratelimit import RateLimiter
@@ -200,28 +199,13 @@ async def _count_run(case: str, n: int, url: str) -> None:
     await client.aclose()
 
 
-def _instructions(valgrind: str, case: str, n: int, url: str) -> int:
-    out = subprocess.run(
-        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         __file__, "--count", case, str(n), url],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = next(x for x in out.stderr.splitlines() if "Collected" in x)
-    return int(line.split()[-1])
-
-
 def instructions(url: str, counts: tuple[int, int] = (50, 550)) -> None:
     """Instructions per request (valgrind), over the network (``url``) or in process
     on MockTransport (``"mock"``): two runs of different lengths, the difference
     divided by the requests between them."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("(valgrind not installed: instructions per request not counted)")
+    per = instructions_per_op(__file__, COUNTED, counts, "--count", url)
+    if per is None:
         return
-    per = {}
-    for case in COUNTED:
-        low, high = (_instructions(valgrind, case, n, url) for n in counts)
-        per[case] = (high - low) / (counts[1] - counts[0])
     if url == "mock":
         print("in-process, httpx.MockTransport, async: instructions per request (valgrind)")
     else:
@@ -303,7 +287,7 @@ def report_overhead(title: str, times: dict[str, list[float]]) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--count"]:
-        asyncio.run(_count_run(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+        asyncio.run(_count_run(sys.argv[3], int(sys.argv[4]), sys.argv[2]))  # URL CASE N
         return
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from prometheus_client import CollectorRegistry
 from _bench import (
     aby_round,
     by_round,
-    count_instructions,
+    instructions_per_op,
     paired_ratio,
     pin,
     redis_url,
@@ -256,30 +255,20 @@ def instructions(counts: tuple[int, int] = (500, 1500)) -> None:
     of requests, the difference divided by the requests between them. A machine's
     speed and its neighbours change the timings above; not this count. When the
     server's CPU is what limits throughput, bare / opskit is the share kept."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("\n(valgrind not installed: instructions per request not counted)")
-        return
     try:
         import httptools  # noqa: F401
         import uvloop  # noqa: F401
     except ImportError:
         return
-    per = {}
-    for kind in KINDS:
-        low, high = (_instructions(valgrind, kind, n) for n in counts)
-        per[kind] = (high - low) / (counts[1] - counts[0])
+    per = instructions_per_op(__file__, KINDS, counts, "--in-process")
+    if per is None:
+        return
     print("\nuvicorn (httptools, uvloop) in process: instructions per request (valgrind)")
     for kind in KINDS:
         print(f"  {kind:10} {per[kind]:9.0f}")
     print(f"  bare / opskit: {per['bare'] / per['opskit']:.1%} (target >= 85%);"
           f" opskit adds {per['opskit'] - per['bare']:.0f}")  # fmt: skip
     print(f"  slowapi / opskit: {per['slowapi'] / per['opskit']:.2f}x")
-
-
-def _instructions(valgrind: str, kind: str, n: int) -> int:
-    """Instructions of a whole run of this script serving ``n`` requests of ``kind``."""
-    return count_instructions(valgrind, __file__, "--in-process", kind, str(n))
 
 
 def in_process(kind: str, n: int) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import uuid
@@ -37,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from _bench import (
     aby_round,
     by_round,
-    count_instructions,
+    instructions_per_op,
     paired_ratio,
     pin,
     run_server,
@@ -198,19 +197,14 @@ def instructions(counts: tuple[int, int] = (500, 1500)) -> None:
     in process (uvloop, a transport that drops what it is given; no sockets), for two
     numbers of requests: the difference divided by the requests between them. When
     the server's CPU limits throughput, bare / opskit is the share of req/s kept."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("\n(valgrind not installed: instructions per request not counted)")
-        return
     try:
         import httptools  # noqa: F401
         import uvloop  # noqa: F401
     except ImportError:
         return
-    per = {}
-    for kind in KINDS:
-        low, high = (_instructions(valgrind, kind, n) for n in counts)
-        per[kind] = (high - low) / (counts[1] - counts[0])
+    per = instructions_per_op(__file__, KINDS, counts, "--in-process")
+    if per is None:
+        return
     print("\nuvicorn (httptools, uvloop) in process: instructions per request (valgrind)")
     for kind in KINDS:
         print(f"  {kind:15} {per[kind]:9.0f}")
@@ -218,10 +212,6 @@ def instructions(counts: tuple[int, int] = (500, 1500)) -> None:
           f" opskit adds {per['opskit'] - per['bare']:.0f}")  # fmt: skip
     print(f"  correlation-id / opskit: {per['correlation-id'] / per['opskit']:.3f}x"
           f" (correlation-id adds {per['correlation-id'] - per['bare']:.0f})")  # fmt: skip
-
-
-def _instructions(valgrind: str, kind: str, n: int) -> int:
-    return count_instructions(valgrind, __file__, "--in-process", kind, str(n))
 
 
 def in_process_requests(kind: str, n: int) -> None:
