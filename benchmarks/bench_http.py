@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,7 +37,7 @@ import pybreaker
 import tenacity
 from prometheus_client import CollectorRegistry
 
-from _bench import free_port, instructions_per_op
+from _bench import aby_round, by_round, free_port, instructions_per_op
 from opskit.breaker import CircuitBreaker
 from opskit.http import AsyncResilientTransport, Hedge, ResilientTransport
 from opskit.ratelimit import RateLimiter
@@ -240,14 +241,8 @@ async def mock_async() -> dict[str, list[float]]:
     stacked = hand_stack(httpx.AsyncClient(transport=httpx.MockTransport(_aok)).get)
     cases = {"bare": bare.get, "opskit": opskit.get, "tenacity+pybreaker": stacked}
     url = "http://upstream.test/v1/x"
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(ROUNDS):
-        for name, get in cases.items():
-            t0 = time.perf_counter()
-            for _ in range(N_MOCK):
-                await get(url)
-            times[name].append((time.perf_counter() - t0) / N_MOCK * 1e6)
-    return times
+    ns = await aby_round({name: (partial(get, url), N_MOCK) for name, get in cases.items()}, ROUNDS)
+    return _us(ns)
 
 
 def mock_sync() -> dict[str, list[float]]:
@@ -259,14 +254,11 @@ def mock_sync() -> dict[str, list[float]]:
     stacked = sync_hand_stack(httpx.Client(transport=httpx.MockTransport(_ok)).get)
     cases = {"bare": bare.get, "opskit": opskit.get, "tenacity+pybreaker": stacked}
     url = "http://upstream.test/v1/x"
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(ROUNDS):
-        for name, get in cases.items():
-            t0 = time.perf_counter()
-            for _ in range(N_MOCK):
-                get(url)
-            times[name].append((time.perf_counter() - t0) / N_MOCK * 1e6)
-    return times
+    return _us(by_round({name: (partial(get, url), N_MOCK) for name, get in cases.items()}, ROUNDS))
+
+
+def _us(ns: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {name: [t / 1000 for t in ts] for name, ts in ns.items()}
 
 
 def report_overhead(title: str, times: dict[str, list[float]]) -> None:
